@@ -1,0 +1,381 @@
+"""Configs: frozen dataclasses, one documented and validated field each, with a JSON round-trip.
+
+A run is described by a :class:`RunConfig` made of a :class:`DataConfig` (the feature distribution), a
+:class:`ModelConfig` and a :class:`TrainConfig`. Every field carries its documentation in
+``field.metadata["doc"]``; the command line builds its ``--help`` from it, so the two never drift apart.
+
+Fields that may vary per instance (``density`` and ``importance_decay``) take a tuple of values. The run
+trains one *group* of ``TrainConfig.instances`` seeds for every combination of those values (their
+cartesian product, density varying slowest), laid out on the instance axis group after group.
+"""
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from superposition.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+ModelKind = Literal["linear", "relu", "privileged", "abs"]
+Optimizer = Literal["adamw", "adam"]
+Schedule = Literal["constant", "linear", "cosine"]
+
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+
+
+def doc_field(default: Any, doc: str) -> Any:
+    """A dataclass field with its documentation attached (read by the CLI and :func:`field_docs`)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of a config class to its one-line documentation."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers: each raises ConfigError with one sentence naming the value and what is allowed
+
+
+def _finite(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+
+
+def _int_at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    _finite(name, value)
+    ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _as_tuple(obj: Any, name: str) -> None:
+    """Freeze list-valued fields into tuples so configs hash and compare by value."""
+    value = getattr(obj, name)
+    if isinstance(value, list):
+        object.__setattr__(obj, name, tuple(value))
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        object.__setattr__(obj, name, (value,))
+
+
+def _nonempty_tuple(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or len(value) == 0:
+        raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The synthetic feature distribution (paper, Section 2 "Demonstrating Superposition")."""
+
+    n_features: int = doc_field(5, "Number of input features (the paper's n).")
+    density: tuple[float, ...] = doc_field(
+        (1.0,),
+        "Probability that a feature is non-zero, 1 - S, in (0, 1]. A list trains one group of "
+        "instances per value.",
+    )
+    importance_decay: tuple[float, ...] = doc_field(
+        (1.0,),
+        "Importance profile I_i = r**i for feature i = 0..n-1, r > 0 (1 = uniform importance). "
+        "A list trains one group of instances per value.",
+    )
+    importance: tuple[float, ...] | None = doc_field(
+        None,
+        "Explicit per-feature importances (n values, each > 0); overrides importance_decay.",
+    )
+    feature_density: tuple[float, ...] | None = doc_field(
+        None,
+        "Per-feature multipliers of the density (n values > 0), e.g. to make one feature sparser "
+        "than the others; each feature's density = density * multiplier must stay in (0, 1].",
+    )
+    correlated: tuple[int, ...] = doc_field(
+        (),
+        "Sizes of correlated feature sets, taken in order from feature 0: the members of a set are "
+        "all present or all absent together (one shared coin), magnitudes independent.",
+    )
+    anticorrelated: tuple[int, ...] = doc_field(
+        (),
+        "Sizes of anticorrelated feature sets, placed after the correlated ones: at most one member "
+        "is present; the set is active with probability k*p and then one member is chosen uniformly, "
+        "so each member's marginal density stays p.",
+    )
+    signed: bool | None = doc_field(
+        None,
+        "Present features are uniform in [-1, 1] instead of [0, 1]. Default: signed for the 'abs' "
+        "model, unsigned otherwise.",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("density", "importance_decay", "importance", "feature_density"):
+            _as_tuple(self, name)
+        for name in ("correlated", "anticorrelated"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        n = self.n_features
+        _int_at_least("n_features", n, 1)
+        _nonempty_tuple("density", self.density)
+        for d in self.density:
+            _in_range("density", d, 0.0, 1.0, low_open=True)
+        _nonempty_tuple("importance_decay", self.importance_decay)
+        for r in self.importance_decay:
+            _finite("importance_decay", r)
+            if r <= 0:
+                raise ConfigError(f"importance_decay must be > 0, got {r!r}")
+        for name in ("importance", "feature_density"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if len(values) != n:
+                raise ConfigError(
+                    f"{name} must have one value per feature (n_features={n}), got {len(values)}"
+                )
+            for v in values:
+                _finite(name, v)
+                if v <= 0:
+                    raise ConfigError(f"{name} values must be > 0, got {v!r}")
+        for name in ("correlated", "anticorrelated"):
+            for k in getattr(self, name):
+                _int_at_least(f"{name} set size", k, 2)
+        used = sum(self.correlated) + sum(self.anticorrelated)
+        if used > n:
+            raise ConfigError(
+                f"correlated and anticorrelated sets cover {used} features but n_features is {n}"
+            )
+        for d in self.density:
+            for i, p in enumerate(self.feature_densities(d)):
+                if not 0 < p <= 1:
+                    raise ConfigError(
+                        f"feature {i} would have density {p:g} (density {d:g} x feature_density); "
+                        "it must be in (0, 1]"
+                    )
+            for k in self.anticorrelated:
+                if k * d > 1:
+                    raise ConfigError(
+                        f"an anticorrelated set of {k} features at density {d:g} would need "
+                        f"probability {k * d:g} > 1 of being active; use density <= {1 / k:g}"
+                    )
+        if self.signed is not None and not isinstance(self.signed, bool):
+            raise ConfigError(f"signed must be true or false, got {self.signed!r}")
+
+    def feature_densities(self, density: float) -> list[float]:
+        """Per-feature density for one group's density value."""
+        scale = self.feature_density or (1.0,) * self.n_features
+        return [density * s for s in scale]
+
+    def feature_importances(self, decay: float) -> list[float]:
+        """Per-feature importance for one group's decay value (Section 2: I_i = r**i)."""
+        if self.importance is not None:
+            return list(self.importance)
+        return [decay**i for i in range(self.n_features)]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which toy model (SCIENCE.md "Models") and its size."""
+
+    kind: ModelKind = doc_field(
+        "relu",
+        "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden layer, "
+        "Section 7) or 'abs' (computation model with target |x|, Section 8).",
+    )
+    n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
+    tied: bool | None = doc_field(
+        None,
+        "Share W between encoder and decoder. Default: tied, except the 'abs' model, which is "
+        "always untied.",
+    )
+
+    def __post_init__(self) -> None:
+        _choice("model kind", self.kind, MODEL_KINDS)
+        _int_at_least("n_hidden", self.n_hidden, 1)
+        if self.tied is not None and not isinstance(self.tied, bool):
+            raise ConfigError(f"tied must be true or false, got {self.tied!r}")
+        if self.kind == "abs" and self.tied:
+            raise ConfigError("the 'abs' model is untied by construction; leave tied unset or false")
+
+    @property
+    def is_tied(self) -> bool:
+        return self.kind != "abs" if self.tied is None else self.tied
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the defaults are the paper notebook's."""
+
+    steps: int = doc_field(10_000, "Optimisation steps (fresh samples every step).")
+    batch_size: int = doc_field(1024, "Samples per step and instance.")
+    lr: float = doc_field(1e-3, "Peak learning rate.")
+    optimizer: Optimizer = doc_field(
+        "adamw", "'adamw' (the notebook's, decoupled weight decay) or 'adam'."
+    )
+    weight_decay: float = doc_field(
+        0.01, "Weight decay (AdamW: decoupled; Adam: added to the gradient)."
+    )
+    schedule: Schedule = doc_field(
+        "constant", "Learning-rate schedule after warm-up: 'constant', 'linear' or 'cosine' decay."
+    )
+    warmup_steps: int = doc_field(0, "Steps of linear warm-up from 0 to lr.")
+    instances: int = doc_field(
+        1, "Independently seeded instances per group (best-of-N selects among them)."
+    )
+    seed: int = doc_field(0, "Seed from which every random generator of the run is derived.")
+    log_every: int = doc_field(100, "Record the per-instance loss every this many steps.")
+    snapshot_steps: tuple[int, ...] = doc_field(
+        (), "Steps at which to keep a copy of all weights (for learning dynamics)."
+    )
+    eval_samples: int = doc_field(
+        20_000, "Held-out samples per instance for the final loss used by best-of-N."
+    )
+    device: str = doc_field("auto", "'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available).")
+    memory_budget_gb: float | None = doc_field(
+        None,
+        "Memory a training chunk may use, in GiB; more instances are split into chunks. "
+        "Default: a quarter of the machine's (or the GPU's) memory.",
+    )
+
+    def __post_init__(self) -> None:
+        _as_tuple(self, "snapshot_steps")
+        _int_at_least("steps", self.steps, 1)
+        _int_at_least("batch_size", self.batch_size, 1)
+        _in_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _int_at_least("warmup_steps", self.warmup_steps, 0)
+        if self.warmup_steps > self.steps:
+            raise ConfigError(
+                f"warmup_steps must be <= steps ({self.steps}), got {self.warmup_steps}"
+            )
+        _int_at_least("instances", self.instances, 1)
+        _int_at_least("seed", self.seed, 0)
+        _int_at_least("log_every", self.log_every, 1)
+        for s in self.snapshot_steps:
+            _int_at_least("snapshot step", s, 0)
+            if s > self.steps:
+                raise ConfigError(f"snapshot step {s} is after the last step ({self.steps})")
+        _int_at_least("eval_samples", self.eval_samples, 1)
+        if not isinstance(self.device, str) or not (
+            self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
+        ):
+            raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        if self.memory_budget_gb is not None:
+            _in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a run: data, model and training settings."""
+
+    data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "Feature distribution."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "Model."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "Training."})
+
+    def __post_init__(self) -> None:
+        if self.model.kind == "abs" and self.data.signed is False:
+            raise ConfigError("the 'abs' model computes |x| and needs signed inputs; drop signed=false")
+
+    # ---- derived facts ------------------------------------------------------------------------
+
+    @property
+    def signed(self) -> bool:
+        return self.model.kind == "abs" if self.data.signed is None else self.data.signed
+
+    @property
+    def groups(self) -> list[dict[str, float]]:
+        """One dict per group of instances: the per-instance field values of that group."""
+        return [
+            {"density": d, "importance_decay": r}
+            for d, r in itertools.product(self.data.density, self.data.importance_decay)
+        ]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.data.density) * len(self.data.importance_decay)
+
+    @property
+    def n_instances(self) -> int:
+        return self.n_groups * self.train.instances
+
+    def group_of(self, instance: int) -> int:
+        return instance // self.train.instances
+
+    # ---- JSON round trip ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "data": _plain(dataclasses.asdict(self.data)),
+            "model": _plain(dataclasses.asdict(self.model)),
+            "train": _plain(dataclasses.asdict(self.train)),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "config") -> "RunConfig":
+        """Build from nested sections; unknown sections or keys are refused by name."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source} must be a table of sections, got {type(raw).__name__}")
+        sections: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        extra = set(raw) - set(sections) - {"schema_version", "version"}
+        if extra:
+            raise ConfigError(
+                f"{source} has unknown section {sorted(extra)[0]!r}; allowed: data, model, train"
+            )
+        version = raw.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{source} has schema_version {version!r}; this version of superposition reads "
+                f"{SCHEMA_VERSION}"
+            )
+        parts: dict[str, Any] = {}
+        for name, section_cls in sections.items():
+            values = raw.get(name, {})
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{source} section {name!r} must be a table")
+            parts[name] = build_section(section_cls, values, source=f"{source} [{name}]")
+        return cls(**parts)
+
+
+def build_section(section_cls: type, values: Mapping[str, Any], *, source: str) -> Any:
+    """Construct one config section, refusing unknown keys with the list of known ones."""
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"{source} has unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+            )
+    try:
+        return section_cls(**values)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples to lists so JSON output is stable."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
