@@ -67,3 +67,25 @@ class Run:
             snapshots={k: v[:, idx] for k, v in self.snapshots.items()},
             info={**self.info, "selected_instances": list(instances)},
         )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims, what this run measured, and whether the measurement bears it out."""
+
+    section: str
+    """Where the paper makes the claim (e.g. "Introduction", "Section 2")."""
+    text: str
+    """The claim in one sentence."""
+    measured: str
+    """What this run measured, in words and numbers."""
+    holds: bool
+    """Whether the measurement bears the claim out."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "section": self.section,
+            "text": self.text,
+            "measured": self.measured,
+            "holds": self.holds,
+        }

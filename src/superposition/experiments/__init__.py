@@ -1,0 +1,1 @@
+"""One module per paper section: its preset configs and the claims it checks (layer 3)."""
