@@ -235,6 +235,9 @@ def test_neuron_weights_and_order() -> None:
     # dominant feature 0 (neuron 2), then feature 1 (neuron 3, tie goes to the lower index),
     # then feature 2 (neuron 1), dead neuron 0 last
     assert g.neuron_order(W).tolist() == [[2, 3, 1, 0]]
+    # same dominant feature: the more monosemantic neuron first
+    W2 = one(torch.tensor([[0.8, 1.0, 0.0], [0.6, 0.0, 1.0]], dtype=D64))  # neurons (0.64, 1, f1)
+    assert g.neuron_order(W2).tolist() == [[1, 0, 2]]
 
 
 def test_monosemantic_basis_and_threshold_check() -> None:
@@ -316,6 +319,10 @@ def test_classify_deformed_shapes_get_count_names() -> None:
     # a tetrahedron with one vertex flipped is no longer centred
     flipped = tetrahedron() * torch.tensor([[1.0], [1.0], [1.0], [-1.0]], dtype=D64)
     assert label(flipped) == "4 features in 3 dimensions"
+    # a tetrahedron stretched along z is centred but no longer a tight frame (D = 0.57, not 3/4)
+    a, c = math.sqrt(0.4), math.sqrt(0.6)
+    stretched = torch.tensor([[a, 0, c], [-a, 0, c], [0, a, -c], [0, -a, -c]], dtype=D64)
+    assert label(stretched) == "4 features in 3 dimensions"
     # a nearly antipodal pair 30 degrees off is two features in a plane, not a digon
     off = torch.tensor([[1.0, 0.0], [-math.cos(0.5), math.sin(0.5)]], dtype=D64)
     assert label(off) == "2 features in 2 dimensions"

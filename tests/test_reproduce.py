@@ -1,0 +1,53 @@
+"""`reproduce intro`: the paper's introduction figure, its claims, and redrawing from the run folder."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from superposition.errors import ConfigError
+from superposition.reproduce import redraw, reproduce
+
+
+@pytest.fixture(scope="module")
+def intro_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("results")
+    target, claims = reproduce("intro", out, quick=True, progress=False)
+    assert target == out / "intro"
+    return target
+
+
+@pytest.mark.slow
+def test_intro_reproduces_the_papers_claims(intro_dir: Path) -> None:
+    claims = json.loads((intro_dir / "claims.json").read_text())
+    assert [c["section"] for c in claims] == ["Introduction"] * 3
+    failed = [c for c in claims if not c["holds"]]
+    assert not failed, f"claims not borne out: {failed}"
+    assert "pentagon" in claims[2]["measured"] or "5 features in 2" in claims[2]["measured"]
+
+
+@pytest.mark.slow
+def test_intro_figures_are_written_and_redrawn_without_training(intro_dir: Path) -> None:
+    png = intro_dir / "figures" / "polygons.png"
+    svg = intro_dir / "figures" / "polygons.svg"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in svg.read_bytes()[:500]
+    png.unlink()
+    (intro_dir / "claims.json").unlink()
+    claims = redraw(intro_dir)
+    assert png.exists() and (intro_dir / "claims.json").exists()
+    assert len(claims) == 3
+
+
+def test_unknown_experiment_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'.*intro"):
+        reproduce("nope", tmp_path, quick=True, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_existing_results_are_not_overwritten_without_force(intro_dir: Path) -> None:
+    before = (intro_dir / "weights.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="--force"):
+        reproduce("intro", intro_dir.parent, quick=True, progress=False)
+    assert (intro_dir / "weights.safetensors").read_bytes() == before
