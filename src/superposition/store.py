@@ -1,0 +1,603 @@
+"""The run directory: a trained :class:`~superposition.results.Run` on disk, never as a pickle.
+
+Layout of ``RUN/`` (schema version :data:`SCHEMA_VERSION`)::
+
+    config.json          RunConfig.to_dict() ("schema_version", "data", "model", "train") plus
+                         "version" (the package's), "created_at" (UTC) and "info" (Run.info)
+    weights.safetensors  every parameter (W [inst, feat, hidden], b [inst, feat], W_dec if untied),
+                         "snapshot.<param>" [snap, ...] and "snapshot_steps" [snap] if any
+    history.safetensors  "steps" [log] (int64) and "loss" [log, inst]: the training-loss history
+    metrics.json         held-out loss per instance, each instance's group and its values,
+                         best-of-N per group and the geometry summary (superposition.geometry)
+    figures/             drawn later (plots, reports); may be empty
+
+Writing is atomic: everything goes into a hidden sibling ``.NAME.tmp-<pid>-<random>``, is fsynced
+and then renamed into place, so a crash leaves only that hidden folder, never a directory that looks
+complete. Stale temporary folders are ignored by :func:`load_run` and removed by the next
+:func:`save_run` to the same place. Overwriting an existing run renames it aside first, renames the
+new one in and only then deletes the old one.
+
+Loading validates everything against ``config.json`` (files present, JSON parsable, known keys and
+schema version, tensors readable and of the shapes the config implies) and raises
+:class:`~superposition.errors.RunDirError` with one sentence naming the file and the problem.
+Non-finite values in the weights are *not* refused: a diverged instance is a legitimate result, so
+:func:`load_run` emits a :class:`RuntimeWarning` naming the instances instead.
+"""
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from superposition.config import RunConfig
+from superposition.errors import ConfigError, RunDirError
+from superposition.results import Run
+
+SCHEMA_VERSION = 1
+"""Version of the run-directory layout; :func:`load_run` refuses any other."""
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+HISTORY_FILE = "history.safetensors"
+METRICS_FILE = "metrics.json"
+FIGURES_DIR = "figures"
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE)
+
+SNAPSHOT_PREFIX = "snapshot."
+SNAPSHOT_STEPS = "snapshot_steps"
+CONFIG_KEYS = ("schema_version", "version", "created_at", "data", "model", "train", "info")
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+
+
+def is_run_dir(path: PathLike) -> bool:
+    """Whether ``path`` is a directory holding every file of a complete run (not validated)."""
+    p = Path(path)
+    return p.is_dir() and all((p / name).is_file() for name in REQUIRED_FILES)
+
+
+def save_run(run: Run, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``run`` to the run directory ``path`` atomically and return the path.
+
+    An existing run at ``path`` is refused unless ``overwrite``; an empty directory is replaced;
+    any other file or non-empty directory is always refused (nothing that is not a run is deleted).
+    """
+    target = Path(path)
+    check_target(target, overwrite=overwrite)
+    _check_run(run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.mkdir()
+        _write_contents(run, tmp)
+        _fsync_dir(tmp)
+        _move_into_place(tmp, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def load_run(path: PathLike) -> Run:
+    """Read and validate a run directory written by :func:`save_run`."""
+    root = Path(path)
+    if not root.exists():
+        raise RunDirError(f"run directory {root} does not exist")
+    if not root.is_dir():
+        raise RunDirError(f"{root} is a file, not a run directory")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise RunDirError(f"{root} is not a complete run directory: missing {', '.join(missing)}")
+    raw = read_config_json(root)
+    config = _config_from(raw, root)
+    info = raw.get("info", {})
+    if not isinstance(info, dict):
+        raise RunDirError(
+            f"{root / CONFIG_FILE} has 'info' of type {type(info).__name__}; it must be an object"
+        )
+
+    tensors = _read_safetensors(root / WEIGHTS_FILE)
+    params, snapshots = _split_weights(tensors, config, root)
+    history = _read_safetensors(root / HISTORY_FILE)
+    steps, hist_loss = _split_history(history, config, root)
+    metrics = _read_json(root / METRICS_FILE)
+    loss = _loss_from_metrics(metrics, config, root)
+
+    bad = sorted({k for v in params.values() for k in _nonfinite_instances(v)})
+    if bad:
+        warnings.warn(
+            f"{root / WEIGHTS_FILE} has non-finite weights in instance(s) {bad[:10]}"
+            + (" ..." if len(bad) > 10 else ""),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return Run(
+        config=config,
+        params=params,
+        loss=loss,
+        history_steps=steps,
+        history_loss=hist_loss,
+        snapshots=snapshots,
+        info=dict(info),
+    )
+
+
+def read_config_json(path: PathLike) -> dict[str, Any]:
+    """The raw ``config.json`` of a run directory, its keys and schema version checked."""
+    root = Path(path)
+    file = root / CONFIG_FILE
+    raw = _read_json(file)
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{file} must hold a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(CONFIG_KEYS))
+    if unknown:
+        raise RunDirError(
+            f"{file} has unknown key {unknown[0]!r}; known keys: {', '.join(CONFIG_KEYS)}"
+        )
+    if "schema_version" not in raw:
+        raise RunDirError(f"{file} has no schema_version; it was not written by superposition")
+    version = raw["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise RunDirError(
+            f"{file} has schema_version {version!r}, but this version of superposition reads "
+            f"schema_version {SCHEMA_VERSION} only"
+        )
+    return raw
+
+
+def figures_dir(run_dir: PathLike) -> Path:
+    """The ``figures/`` folder of a run directory (created when missing)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise RunDirError(f"run directory {root} does not exist")
+    out = root / FIGURES_DIR
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def write_figure(
+    run_dir: PathLike, name: str, content: bytes | str | Callable[[Path], object]
+) -> Path:
+    """Write ``figures/NAME`` of a run directory atomically and return its path.
+
+    ``content`` is the file's bytes or text, or a function that writes a file at the path it is
+    given (e.g. ``lambda p: fig.savefig(p)``; the temporary path keeps ``NAME``'s suffix, so the
+    format inferred from the extension is right). The file appears complete or not at all.
+    """
+    if not name or name.startswith(".") or "/" in name or "\\" in name or name in ("..",):
+        raise ConfigError(
+            f"figure name must be a plain file name such as 'polygons.png', got {name!r}"
+        )
+    out = figures_dir(run_dir)
+    target = out / name
+    tmp = out / f".{Path(name).stem}.tmp-{secrets.token_hex(4)}{Path(name).suffix}"
+    try:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        elif isinstance(content, str):
+            tmp.write_text(content)
+        else:
+            content(tmp)
+        if not tmp.is_file():
+            raise RunDirError(f"the writer for figure {name!r} did not create a file")
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(out)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# what the files hold
+
+
+def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter tensor of a run with this config."""
+    inst, n, m = config.n_instances, config.data.n_features, config.model.n_hidden
+    shapes = {"W": (inst, n, m), "b": (inst, n)}
+    if not config.model.is_tied:
+        shapes["W_dec"] = (inst, n, m)
+    return shapes
+
+
+_AXES = {3: "(instances, n_features, n_hidden)", 2: "(instances, n_features)"}
+
+
+def snapshot_steps(config: RunConfig) -> list[int]:
+    """The steps at which training keeps snapshots: the config's, sorted, without repeats."""
+    return sorted(set(config.train.snapshot_steps))
+
+
+def metrics_dict(run: Run) -> dict[str, Any]:
+    """The content of ``metrics.json``: losses, groups, best-of-N and the geometry summary."""
+    cfg = run.config
+    k = cfg.train.instances
+    loss = _floats(run.loss.tolist())
+    best = run.best()
+    groups = []
+    for g, values in enumerate(cfg.groups):
+        groups.append(
+            {
+                **values,
+                "instances": list(range(g * k, (g + 1) * k)),
+                "best": best[g],
+                "best_loss": loss[best[g]],
+            }
+        )
+    group_of = [cfg.group_of(i) for i in range(cfg.n_instances)]
+    out: dict[str, Any] = {
+        "loss": loss,
+        "group": group_of,
+        "density": [cfg.groups[g]["density"] for g in group_of],
+        "importance_decay": [cfg.groups[g]["importance_decay"] for g in group_of],
+        "best": best,
+        "groups": groups,
+    }
+    try:
+        from superposition import geometry
+    except ImportError:  # pragma: no cover - geometry is part of the package
+        return out
+    out["geometry"] = _jsonable(geometry.summary(run.W))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+def check_target(target: Path, *, overwrite: bool, hint: str = "overwrite=True") -> None:
+    """Refuse a target holding a run (unless ``overwrite``), a file or a non-empty folder."""
+    if not target.exists():
+        return
+    if is_run_dir(target):
+        if not overwrite:
+            raise RunDirError(f"{target} already holds a run; pass {hint} to replace it")
+        return
+    if target.is_dir() and not any(target.iterdir()):
+        return
+    what = "a file" if not target.is_dir() else "a directory that is not a run"
+    raise RunDirError(f"{target} exists and is {what}; choose another path or remove it")
+
+
+def _check_run(run: Run) -> None:
+    """Refuse to write what :func:`load_run` would refuse to read."""
+    cfg = run.config
+    for name, shape in expected_shapes(cfg).items():
+        if name not in run.params:
+            raise RunDirError(f"the run has no {name} but its config ({cfg.model.kind}) needs one")
+        _compare_shape(f"the run has {name}", run.params[name], shape, "its config")
+    extra = sorted(set(run.params) - set(expected_shapes(cfg)))
+    if extra:
+        raise RunDirError(f"the run has unexpected parameter {extra[0]!r} for its config")
+    _compare_shape("the run has loss", run.loss, (cfg.n_instances,), "its config")
+    steps = snapshot_steps(cfg)
+    for name, snap in run.snapshots.items():
+        if name not in run.params:
+            raise RunDirError(f"the run has snapshots of unknown parameter {name!r}")
+        shape = (len(steps), *run.params[name].shape)
+        _compare_shape(f"the run has snapshots of {name}", snap, shape, "its config")
+
+
+def _write_contents(run: Run, tmp: Path) -> None:
+    from safetensors.torch import save_file
+
+    cfg = run.config
+    config = {
+        **cfg.to_dict(),
+        "schema_version": SCHEMA_VERSION,
+        "version": _package_version(),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "info": _jsonable(run.info),
+    }
+    _write_json(tmp / CONFIG_FILE, config)
+
+    tensors = {k: _cpu(v) for k, v in run.params.items()}
+    if run.snapshots:
+        for k, v in run.snapshots.items():
+            tensors[SNAPSHOT_PREFIX + k] = _cpu(v)
+        tensors[SNAPSHOT_STEPS] = torch.tensor(snapshot_steps(cfg), dtype=torch.int64)
+    save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"schema_version": str(SCHEMA_VERSION)})
+    _fsync_file(tmp / WEIGHTS_FILE)
+
+    history = {
+        "steps": _cpu(run.history_steps).to(torch.int64),
+        "loss": _cpu(run.history_loss),
+    }
+    save_file(history, str(tmp / HISTORY_FILE))
+    _fsync_file(tmp / HISTORY_FILE)
+
+    _write_json(tmp / METRICS_FILE, metrics_dict(run), compact_values=True)
+    (tmp / FIGURES_DIR).mkdir()
+
+
+def _move_into_place(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    # an existing run (overwrite=True) or an empty directory: rename it aside, rename the new one
+    # in, then delete the old one
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove hidden temporary folders left by earlier saves to ``target`` that crashed."""
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    for prefix in (f".{target.name}.tmp-", f".{target.name}.old-"):
+        for p in parent.glob(f"{_glob_escape(prefix)}*"):
+            pid = p.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue  # another process may be writing it right now
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _glob_escape(s: str) -> str:
+    import glob
+
+    return glob.escape(s)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _write_json(path: Path, obj: Any, *, compact_values: bool = False) -> None:
+    if compact_values:  # one line per top-level key: long per-instance lists stay readable
+        body = ",\n".join(
+            f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in obj.items()
+        )
+        text = "{\n" + body + "\n}"
+    else:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _package_version() -> str:
+    from superposition import __version__
+
+    return __version__
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous()
+
+
+def _floats(values: list[Any]) -> list[Any]:
+    """Non-finite floats become None (JSON has no NaN); nested lists are kept."""
+    return [_floats(v) if isinstance(v, list) else _finite_or_none(v) for v in values]
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON values: tuples to lists, tensors to lists, paths to strings, NaN to None."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return _finite_or_none(obj)
+    if obj is None or isinstance(obj, str | int | bool):
+        return obj
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return _jsonable(obj.tolist())
+    return str(obj)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunDirError(
+            f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+
+
+def _config_from(raw: dict[str, Any], root: Path) -> RunConfig:
+    # JSON arrays become tuples, the type the config fields declare
+    sections: dict[str, Any] = {
+        k: {key: tuple(v) if isinstance(v, list) else v for key, v in raw[k].items()}
+        if isinstance(raw[k], dict)
+        else raw[k]
+        for k in ("data", "model", "train")
+        if k in raw
+    }
+    missing = [k for k in ("data", "model", "train") if k not in raw]
+    if missing:
+        raise RunDirError(f"{root / CONFIG_FILE} has no {missing[0]!r} section")
+    try:
+        return RunConfig.from_dict(sections, source=str(root / CONFIG_FILE))
+    except RunDirError:
+        raise
+    except ConfigError as exc:
+        raise RunDirError(str(exc)) from None
+
+
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises several types for corrupt input
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise RunDirError(f"{file} is corrupt or not a safetensors file ({reason[:120]})") from None
+
+
+def _compare_shape(what: str, t: torch.Tensor, shape: tuple[int, ...], source: str) -> None:
+    if tuple(t.shape) != tuple(shape):
+        axes = _AXES.get(len(shape), "")
+        raise RunDirError(
+            f"{what} of shape {list(t.shape)} but {source} says {list(shape)}"
+            + (f" {axes}" if axes else "")
+        )
+
+
+def _split_weights(
+    tensors: dict[str, torch.Tensor], config: RunConfig, root: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    shapes = expected_shapes(config)
+    file = WEIGHTS_FILE
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise RunDirError(
+                f"{root / file} has no tensor {name!r}, which a {config.model.kind} "
+                f"{'tied' if config.model.is_tied else 'untied'} model needs"
+            )
+        _check_float(tensors[name], name, root / file)
+        _compare_shape(f"{file} has {name}", tensors[name], shape, CONFIG_FILE)
+    params = {name: tensors[name] for name in shapes}
+    snapshots: dict[str, torch.Tensor] = {}
+    steps = None
+    for key, t in tensors.items():
+        if key in shapes:
+            continue
+        if key == SNAPSHOT_STEPS:
+            steps = t
+            continue
+        name = key[len(SNAPSHOT_PREFIX) :] if key.startswith(SNAPSHOT_PREFIX) else ""
+        if name not in shapes:
+            raise RunDirError(
+                f"{root / file} has unexpected tensor {key!r}; expected "
+                f"{', '.join(shapes)}, snapshot.<name> and snapshot_steps"
+            )
+        _check_float(t, key, root / file)
+        snapshots[name] = t
+    if snapshots:
+        want = snapshot_steps(config)
+        if steps is None:
+            raise RunDirError(f"{root / file} has snapshots but no snapshot_steps tensor")
+        if steps.dim() != 1 or steps.tolist() != want:
+            raise RunDirError(
+                f"{root / file} has snapshot_steps {steps.tolist()} but {CONFIG_FILE} says {want}"
+            )
+        for name, t in snapshots.items():
+            _compare_shape(
+                f"{file} has {SNAPSHOT_PREFIX}{name}",
+                t,
+                (len(want), *shapes[name]),
+                f"{CONFIG_FILE} (with {len(want)} snapshot steps)",
+            )
+    return params, snapshots
+
+
+def _check_float(t: torch.Tensor, name: str, file: Path) -> None:
+    if not t.is_floating_point():
+        raise RunDirError(f"{file} has {name} of dtype {t.dtype}; it must be a float tensor")
+
+
+def _split_history(
+    tensors: dict[str, torch.Tensor], config: RunConfig, root: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    file = root / HISTORY_FILE
+    for key in ("steps", "loss"):
+        if key not in tensors:
+            raise RunDirError(f"{file} has no tensor {key!r}")
+    extra = sorted(set(tensors) - {"steps", "loss"})
+    if extra:
+        raise RunDirError(f"{file} has unexpected tensor {extra[0]!r}; expected steps and loss")
+    steps, loss = tensors["steps"], tensors["loss"]
+    if steps.dim() != 1 or steps.is_floating_point():
+        raise RunDirError(
+            f"{file} has steps of shape {list(steps.shape)} and dtype "
+            f"{steps.dtype}; it must be a 1-D integer tensor"
+        )
+    _compare_shape(
+        f"{HISTORY_FILE} has loss",
+        loss,
+        (steps.shape[0], config.n_instances),
+        f"its steps and {CONFIG_FILE} (log steps, instances)",
+    )
+    return steps, loss
+
+
+def _loss_from_metrics(metrics: Any, config: RunConfig, root: Path) -> torch.Tensor:
+    file = root / METRICS_FILE
+    if not isinstance(metrics, dict) or "loss" not in metrics:
+        raise RunDirError(f"{file} must be a JSON object with a 'loss' list")
+    values = metrics["loss"]
+    if not isinstance(values, list) or not all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
+    ):
+        raise RunDirError(f"{file} has a 'loss' that is not a list of numbers")
+    if len(values) != config.n_instances:
+        raise RunDirError(
+            f"{file} has {len(values)} losses but {CONFIG_FILE} says {config.n_instances} instances"
+        )
+    return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float32)
+
+
+def _nonfinite_instances(t: torch.Tensor) -> list[int]:
+    if t.numel() == 0:
+        return []
+    bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+    return [int(i) for i in torch.nonzero(bad).flatten().tolist()]
