@@ -381,3 +381,12 @@ def test_summary_is_plain_json() -> None:
 def test_wrong_shape_is_rejected(fn: object) -> None:
     with pytest.raises(TypeCheckError):
         fn(torch.ones(3, 2))  # type: ignore[operator]
+
+
+def test_label_of_a_lone_unnamed_shape_has_no_stray_count() -> None:
+    # two features in 2-D at 60 degrees (not antipodal, not regular) plus three unused features
+    W = torch.zeros(1, 5, 2)
+    W[0, 0] = torch.tensor([1.0, 0.0])
+    W[0, 1] = torch.tensor([0.5, 3**0.5 / 2])
+    label = g.classify(W)[0].label
+    assert label == "2 features in 2 dimensions + 3 not represented"

@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, no_type_check
 
 from superposition.errors import ConfigError
 
@@ -83,6 +83,7 @@ def _nonempty_tuple(name: str, value: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+@no_type_check  # validated by __post_init__, which gives the user one clear sentence
 @dataclass(frozen=True)
 class DataConfig:
     """The synthetic feature distribution (paper, Section 2 "Demonstrating Superposition")."""
@@ -189,6 +190,7 @@ class DataConfig:
         return [decay**i for i in range(self.n_features)]
 
 
+@no_type_check  # validated by __post_init__, which gives the user one clear sentence
 @dataclass(frozen=True)
 class ModelConfig:
     """Which toy model (SCIENCE.md "Models") and its size."""
@@ -218,6 +220,7 @@ class ModelConfig:
         return self.kind != "abs" if self.tied is None else self.tied
 
 
+@no_type_check  # validated by __post_init__, which gives the user one clear sentence
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings; the defaults are the paper notebook's."""
@@ -282,6 +285,7 @@ class TrainConfig:
             _in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
 
 
+@no_type_check  # validated by __post_init__, which gives the user one clear sentence
 @dataclass(frozen=True)
 class RunConfig:
     """Everything needed to rebuild a run: data, model and training settings."""

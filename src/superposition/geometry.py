@@ -211,7 +211,8 @@ def _name(k: int, rank: int, regular: bool) -> str:
 
 def _plural(name: str, count: int) -> str:
     if count == 1:
-        return f"1 {name}"
+        # "5 features in 2 dimensions" already counts itself; "1 5 features in ..." reads wrong
+        return name if name[0].isdigit() else f"1 {name}"
     if name in _PLURALS:
         return f"{count} {_PLURALS[name]}"
     if " features in " in name:

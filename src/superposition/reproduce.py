@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from superposition.errors import ConfigError
+from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
 
 
@@ -33,8 +34,6 @@ def _experiments() -> dict[str, Experiment]:
         intro.NAME: Experiment(intro.NAME, intro.TITLE, intro, {"polygons": intro_plots.polygons}),
     }
 
-
-EXPERIMENT_NAMES = ("intro",)
 
 
 def get(name: str) -> Experiment:
