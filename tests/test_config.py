@@ -66,7 +66,9 @@ def test_sets_may_cover_exactly_n_features():
 
 
 def test_scalars_and_lists_become_tuples():
-    cfg = DataConfig(n_features=3, density=0.5, importance_decay=[0.9, 0.7], importance=[1.0, 2.0, 3.0])
+    cfg = DataConfig(
+        n_features=3, density=0.5, importance_decay=[0.9, 0.7], importance=[1.0, 2.0, 3.0]
+    )
     assert cfg.density == (0.5,)
     assert cfg.importance_decay == (0.9, 0.7)
     assert cfg.importance == (1.0, 2.0, 3.0)
