@@ -1,14 +1,14 @@
 """Synthetic sparse features (paper, Section 2 "Demonstrating Superposition", and Section 4 for the
 correlated and anticorrelated sets).
 
-Feature i of instance k is zero with probability ``1 - density[k, i]`` and otherwise uniform in [0, 1]
-(in [-1, 1] when ``signed``). All randomness comes from the explicit ``torch.Generator`` passed in, on
-the device where the model lives.
+Feature i of instance k is zero with probability ``1 - density[k, i]`` and otherwise uniform in
+[0, 1] (in [-1, 1] when ``signed``). All randomness comes from the explicit ``torch.Generator``
+passed in, on the device where the model lives.
 
-One uniform draw serves both the coin and the magnitude: with ``u ~ U[0, 1)``, the feature is present
-when ``u < p`` and then ``u / p`` is again uniform on [0, 1), independent of the coin. This halves the
-random numbers drawn, which dominate the cost of a step. (The magnitudes are quantised to steps of
-``2**-24 / p``: below 1e-4 of the range even at density 0.001.)
+One uniform draw serves both the coin and the magnitude: with ``u ~ U[0, 1)``, the feature is
+present when ``u < p`` and then ``u / p`` is again uniform on [0, 1), independent of the coin. This
+halves the random numbers drawn, which dominate the cost of a step. (The magnitudes are quantised
+to steps of ``2**-24 / p``: below 1e-4 of the range even at density 0.001.)
 """
 
 from dataclasses import dataclass
@@ -30,9 +30,9 @@ def _check_density(density: Tensor) -> None:
 class FeatureDistribution:
     """Independent, correlated and anticorrelated sparse features for every instance.
 
-    ``density[k, i]`` is the marginal probability that feature i of instance k is non-zero. Sets are
-    given by their sizes and occupy consecutive features: first the ``correlated`` sets from feature 0,
-    then the ``anticorrelated`` ones; the remaining features are independent.
+    ``density[k, i]`` is the marginal probability that feature i of instance k is non-zero. Sets
+    are given by their sizes and occupy consecutive features: first the ``correlated`` sets from
+    feature 0, then the ``anticorrelated`` ones; the remaining features are independent.
 
     - a correlated set shares one coin (with its first member's density): all members are present or
       all absent, magnitudes independent;
@@ -140,7 +140,8 @@ def importance_from_config(
     """Per-instance, per-feature importance I (Section 2: ``I_i = r**i`` or explicit values)."""
     rows = []
     for group in config.groups:
-        rows += [config.data.feature_importances(group["importance_decay"])] * config.train.instances
+        row = config.data.feature_importances(group["importance_decay"])
+        rows += [row] * config.train.instances
     importance = torch.tensor(rows, dtype=torch.float32, device=device)
     if not torch.isfinite(importance).all():
         raise ConfigError("importance must be finite; got a NaN or infinite value")

@@ -1,7 +1,7 @@
 """The toy models, batched over instances, with their loss gradients in closed form.
 
-Every model is a two-layer map with W stored ``[inst, feat, hidden]`` (row ``W[k, i]`` is feature i's
-direction; the paper writes it as the column W_i of an m x n matrix):
+Every model is a two-layer map with W stored ``[inst, feat, hidden]`` (row ``W[k, i]`` is feature
+i's direction; the paper writes it as the column W_i of an m x n matrix):
 
 =============  =====================================  =====================================
 kind           forward                                paper
@@ -12,10 +12,11 @@ kind           forward                                paper
 ``abs``        h = ReLU(W1 x); y' = ReLU(W2 h + b)    Section 8, target |x|, always untied
 =============  =====================================  =====================================
 
-Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hidden]`` layout (row i
-reads feature i out of the hidden space). A model only computes: training, data and plotting live
-elsewhere. The gradients are written by hand (:meth:`ToyModel.loss_and_grads`) because autograd's
-book-keeping costs more than the maths at these sizes; the tests check them against autograd.
+Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hidden]`` layout
+(row i reads feature i out of the hidden space). A model only computes: training, data and
+plotting live elsewhere. The gradients are written by hand (:meth:`ToyModel.loss_and_grads`)
+because autograd's book-keeping costs more than the maths at these sizes; the tests check them
+against autograd.
 """
 
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ class ToyModel:
     def loss(
         self, x: Float[Tensor, "inst batch feat"], importance: Float[Tensor, "inst feat"]
     ) -> Float[Tensor, " inst"]:
-        """Importance-weighted squared error, mean over batch and features (the notebook's reduction:
-        the paper's per-sample loss sum_i I_i (x_i - x'_i)^2 divided by n)."""
+        """Importance-weighted squared error, mean over batch and features (the notebook's
+        reduction: the paper's per-sample loss sum_i I_i (x_i - x'_i)^2 divided by n)."""
         err = (self.forward(x) - self.target(x)).square_()
         return (err * importance[:, None, :]).mean(dim=(1, 2))
 
@@ -86,9 +87,9 @@ class ToyModel:
         """Write d(sum of per-instance losses)/d(param) into ``grads`` (same keys and shapes as
         :meth:`params`) and return the per-instance loss when ``with_loss``.
 
-        Derivation: with o = W_dec h + b and g = dL/do = 2 I (x' - target) / (batch * feat) (masked by
-        the output ReLU), dL/db = sum_batch g, dL/dW_dec = g^T h, dL/dh = g W_dec (masked by the
-        hidden ReLU), dL/dW = x^T dL/dh, plus dL/dW_dec when tied.
+        Derivation: with o = W_dec h + b and g = dL/do = 2 I (x' - target) / (batch * feat)
+        (masked by the output ReLU), dL/db = sum_batch g, dL/dW_dec = g^T h, dL/dh = g W_dec
+        (masked by the hidden ReLU), dL/dW = x^T dL/dh, plus dL/dW_dec when tied.
         """
         n_batch, n_feat = x.shape[1], x.shape[2]
         dec = self.decoder

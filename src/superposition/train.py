@@ -1,10 +1,13 @@
 """The training loop: many instances at once, gradients in closed form, Adam(W) on one flat buffer.
 
-Per step the loop samples a fresh batch where the model lives, computes every instance's loss gradient
-with :meth:`ToyModel.loss_and_grads` and applies one fused Adam update to a single flat tensor that holds
-all parameters of all instances. Nothing is done per instance on the host. Instances that do not fit the
-memory budget are trained in chunks, one after another, each with its own generators derived from the
-seed, so a run is reproducible for the same config (and chunking, which the config determines).
+Per step the loop samples a fresh batch where the model lives, computes every instance's loss
+gradient and applies one fused Adam update to a single flat tensor that holds all parameters of all
+instances. Nothing is done per instance on the host. The gradient step runs on one of the paths of
+:mod:`superposition.fastpaths`: the generic torch path (:meth:`ToyModel.loss_and_grads` on a dense
+batch; CUDA) or, on the CPU, numba kernels that only touch the present features. Instances that do
+not fit the memory budget are trained in chunks, one after another, each with generators derived
+from the seed, so a run is reproducible for the same config (and chunking, which the config
+determines; the CPU fast paths do not even depend on the chunking).
 """
 
 import hashlib
@@ -72,8 +75,9 @@ def init_params(config: RunConfig, instances: range) -> dict[str, torch.Tensor]:
     """Xavier-normal W (std sqrt(2 / (n + m)) per instance) and b = 0, as in the paper's notebook.
 
     Each instance draws from its own generator, so its initial weights do not depend on how the run
-    is chunked. (The notebook applies torch's xavier_normal_ to the stacked [inst, ...] tensor, which
-    makes the scale depend on the number of instances; we use the per-instance fan-in and fan-out.)
+    is chunked. (The notebook applies torch's xavier_normal_ to the stacked [inst, ...] tensor,
+    which makes the scale depend on the number of instances; we use the per-instance fan-in and
+    fan-out.)
     """
     n, m = config.data.n_features, config.model.n_hidden
     std = math.sqrt(2.0 / (n + m))
@@ -191,21 +195,32 @@ def train(
     *,
     progress: bool | None = None,
     callbacks: Sequence[Callback] = (),
+    path: str = "auto",
 ) -> Run:
     """Train every instance of ``config`` and return the :class:`Run`.
 
     ``progress`` shows a progress bar (default: when stderr is a terminal). Callbacks are called at
-    every logging step (``config.train.log_every``) with a :class:`StepInfo`.
+    every logging step (``config.train.log_every``) with a :class:`StepInfo`. ``path`` forces one
+    implementation of the step (see :mod:`superposition.fastpaths`; "auto" picks it from the config
+    and device, and the choice is recorded in ``Run.info["path"]``).
     """
+    from superposition.fastpaths import PATHS, choose_path
+
     cfg = config.train
     device = resolve_device(cfg.device)
+    if path not in PATHS:
+        raise ConfigError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
+    if path == "auto":
+        path = choose_path(config, device)
+    elif path != "torch" and device.type != "cpu":
+        raise ConfigError(f"the {path!r} path runs on the CPU only; use 'torch' or 'auto'")
     size = chunk_size(config, device)
     started = time.perf_counter()
     bar = _progress_bar(config, progress)
     parts = []
     for start in range(0, config.n_instances, size):
         instances = range(start, min(start + size, config.n_instances))
-        parts.append(_train_chunk(config, instances, device, callbacks, bar))
+        parts.append(_train_chunk(config, instances, device, callbacks, bar, path))
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -214,6 +229,7 @@ def train(
         {
             "version": __version__,
             "device": str(device),
+            "path": path,
             "chunk_instances": size,
             "chunks": len(parts),
             "seconds": round(elapsed, 3),
@@ -242,6 +258,7 @@ def _train_chunk(
     device: torch.device,
     callbacks: Sequence[Callback],
     bar: Any,
+    path: str,
 ) -> dict[str, Any]:
     cfg = config.train
     full_dist = FeatureDistribution.from_config(config, device)
@@ -256,9 +273,7 @@ def _train_chunk(
     flat = FlatParams(init_params(config, instances), device)
     model = ToyModel(config.model.kind, **flat.params)
     adam = AdamFlat(flat, cfg)
-    gen = torch.Generator(device=device).manual_seed(
-        derive_seed(cfg.seed, "data", instances.start, instances.stop)
-    )
+    step_grads = _step_function(config, path, instances, dist, importance, model, flat, device)
     snap_at = set(cfg.snapshot_steps)
     snapshots: dict[str, list[torch.Tensor]] = {k: [] for k in flat.params}
     log_steps: list[int] = []
@@ -273,8 +288,7 @@ def _train_chunk(
         if step in snap_at:
             snapshot()
         logging = step % cfg.log_every == 0 or step == cfg.steps - 1
-        x = dist.sample(cfg.batch_size, gen)
-        loss = model.loss_and_grads(x, importance, flat.grads, with_loss=logging)
+        loss = step_grads(step, logging)
         adam.step(lr_at(step, cfg))
         if logging:
             assert loss is not None
@@ -299,6 +313,36 @@ def _train_chunk(
         "history_loss": torch.stack(log_loss),
         "snapshots": {k: torch.stack(v) for k, v in snapshots.items() if v},
     }
+
+
+def _step_function(
+    config: RunConfig,
+    path: str,
+    instances: range,
+    dist: FeatureDistribution,
+    importance: torch.Tensor,
+    model: ToyModel,
+    flat: FlatParams,
+    device: torch.device,
+) -> Callable[[int, bool], torch.Tensor | None]:
+    """``f(step, with_loss)``: write one step's gradients into ``flat.grad`` on the chosen path."""
+    cfg = config.train
+    if path == "torch":
+        gen = torch.Generator(device=device).manual_seed(
+            derive_seed(cfg.seed, "data", instances.start, instances.stop)
+        )
+
+        def torch_step(step: int, with_loss: bool) -> torch.Tensor | None:
+            x = dist.sample(cfg.batch_size, gen)
+            return model.loss_and_grads(x, importance, flat.grads, with_loss=with_loss)
+
+        return torch_step
+    from superposition.fastpaths import FastStep, draw_key
+
+    # one key for the whole run: instance k's stream depends on (key, step, k), not on chunking
+    key = draw_key(torch.Generator().manual_seed(derive_seed(cfg.seed, "data-stream")))
+    fast = FastStep(path, dist, importance, model, flat.grads, cfg.batch_size, key, instances.start)
+    return lambda step, with_loss: fast(step, with_loss=with_loss)
 
 
 @torch.no_grad()

@@ -1,0 +1,577 @@
+"""CPU kernels (numba) for the training loop: a sparse sampler and per-sample fused gradients.
+
+Nothing here is public API; :mod:`superposition.fastpaths` wraps it. Arrays are numpy views of the
+trainer's torch tensors (shared memory), laid out ``[inst, ...]`` like everywhere else.
+
+Random numbers come from a counter-based stream (splitmix64) whose start is a hash of (key, step,
+instance), the key being drawn from the run's ``torch.Generator``. Each instance is sampled and
+processed sequentially by one thread, so results are bit-identical whatever the thread count.
+
+Sampling draws only the features that are present. Features are grouped into *units* that share one
+coin: an independent feature, a correlated set or an anticorrelated set. Per instance, candidate
+(sample, unit) positions are drawn at the highest unit probability ``qmax`` by geometric gaps, and
+a candidate is kept with probability ``q[unit] / qmax`` (thinning): every (sample, unit) is then
+present independently with probability ``q[unit]``, exactly the documented distribution, at a cost
+proportional to the number of present features. When ``qmax`` is large a plain coin per position is
+cheaper (``dense`` mode) and is used instead.
+"""
+
+from typing import no_type_check
+
+import numpy as np
+from numba import njit, prange
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+_TO_UNIT32 = 1.0 / 4294967296.0  # 2**-32
+
+INDEPENDENT, CORRELATED, ANTICORRELATED = 0, 1, 2
+
+
+@njit(inline="always", cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _mix(z: np.uint64) -> np.uint64:
+    # splitmix64's finaliser: a bijection of 64-bit integers with full avalanche
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always", cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _uniform(state: np.uint64) -> tuple[np.uint64, float]:
+    """Next state and a uniform float64 in [0, 1) from its top 53 bits."""
+    state = state + _GAMMA
+    return state, float(_mix(state) >> np.uint64(11)) * _TO_UNIT
+
+
+@njit(inline="always", cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _stream(key: np.uint64, step: np.int64, inst: np.int64) -> np.uint64:
+    s = _mix(key ^ _mix(np.uint64(step) * _GAMMA + np.uint64(1)))
+    return _mix(s ^ _mix(np.uint64(inst) * _GAMMA + np.uint64(2)))
+
+
+@njit(inline="always", cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _gap(r: float, inv_log: float, limit: np.int64) -> np.int64:
+    # failures before the next success of a Bernoulli(qmax) sequence: floor(log(1-r) / log(1-qmax))
+    g = np.log1p(-r) * inv_log
+    return np.int64(g) if g < limit else limit
+
+
+@njit(inline="always", cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _emit(
+    state: np.uint64,
+    kind: np.int64,
+    start: np.int64,
+    size: np.int64,
+    w: float,
+    signed: bool,
+    idx: np.ndarray,
+    val: np.ndarray,
+    nnz: np.int64,
+) -> tuple[np.uint64, np.int64]:
+    """Write the present members of one active unit; ``w`` is a fresh uniform in [0, 1)."""
+    if kind == ANTICORRELATED:
+        # w * size names the member (integer part) and gives its magnitude (fractional part)
+        t = w * size
+        j = min(np.int64(t), size - 1)
+        m = 1.0 - (t - j)
+        idx[nnz] = start + j
+        val[nnz] = 2.0 * m - 1.0 if signed else m
+        return state, nnz + 1
+    m = 1.0 - w  # in (0, 1]: a present feature is never exactly 0
+    idx[nnz] = start
+    val[nnz] = 2.0 * m - 1.0 if signed else m
+    nnz += 1
+    for j in range(1, size):  # the other members of a correlated set: independent magnitudes
+        state, r = _uniform(state)
+        m = 1.0 - r
+        idx[nnz] = start + j
+        val[nnz] = 2.0 * m - 1.0 if signed else m
+        nnz += 1
+    return state, nnz
+
+
+@njit(cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def sample_instance(
+    state: np.uint64,
+    batch: np.int64,
+    kind: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    q: np.ndarray,
+    qmax: float,
+    inv_log: float,
+    dense: bool,
+    signed: bool,
+    idx: np.ndarray,
+    val: np.ndarray,
+    rowptr: np.ndarray,
+) -> np.uint64:
+    """Fill one instance's batch in CSR form: sample s holds ``idx/val[rowptr[s]:rowptr[s+1]]``,
+    features in increasing order."""
+    n_units = kind.shape[0]
+    nnz = np.int64(0)
+    rowptr[0] = 0
+    if dense:
+        for s in range(batch):
+            for u in range(n_units):
+                state, r = _uniform(state)
+                if r < q[u]:
+                    # one uniform gives the coin and, rescaled, an independent uniform
+                    state, nnz = _emit(
+                        state, kind[u], start[u], size[u], r / q[u], signed, idx, val, nnz
+                    )
+            rowptr[s + 1] = nnz
+        return state
+    total = np.int64(batch) * n_units
+    done = np.int64(0)  # samples whose row is complete
+    state, r = _uniform(state)
+    pos = _gap(r, inv_log, total)
+    while pos < total:
+        s = pos // n_units
+        u = pos - s * n_units
+        while done < s:
+            rowptr[done + 1] = nnz
+            done += 1
+        state, r = _uniform(state)
+        keep = q[u] / qmax
+        if r < keep:
+            state, nnz = _emit(state, kind[u], start[u], size[u], r / keep, signed, idx, val, nnz)
+        state, r = _uniform(state)
+        pos += 1 + _gap(r, inv_log, total)
+    while done < batch:
+        rowptr[done + 1] = nnz
+        done += 1
+    return state
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def sample_csr(
+    key: np.uint64,
+    step: np.int64,
+    inst0: np.int64,
+    kind: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    q: np.ndarray,
+    qmax: np.ndarray,
+    inv_log: np.ndarray,
+    dense: np.ndarray,
+    signed: bool,
+    idx: np.ndarray,
+    val: np.ndarray,
+    rowptr: np.ndarray,
+) -> None:
+    """Sample every instance's batch (``rowptr.shape[1] - 1`` samples) into ``idx/val/rowptr``."""
+    n_inst = q.shape[0]
+    batch = rowptr.shape[1] - 1
+    for k in prange(n_inst):
+        state = _stream(key, step, inst0 + k)
+        sample_instance(
+            state, batch, kind, start, size, q[k], qmax[k], inv_log[k], dense[k], signed,
+            idx[k], val[k], rowptr[k],
+        )
+
+
+@njit(cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def csr_to_dense(idx: np.ndarray, val: np.ndarray, rowptr: np.ndarray, x: np.ndarray) -> None:
+    """Scatter CSR samples into a zeroed ``x`` [inst, batch, feat] (tests and debugging)."""
+    for k in range(x.shape[0]):
+        for s in range(x.shape[1]):
+            for e in range(rowptr[k, s], rowptr[k, s + 1]):
+                x[k, s, idx[k, e]] = val[k, e]
+
+
+# --------------------------------------------------------------------------------------------------
+# the fused path: sample and differentiate one instance at a time, in cache (tiny models)
+
+# reassociation lets LLVM vectorise the sums over the batch (still deterministic: one instance is
+# always reduced by one thread in the same order); no assumption about NaN or infinities
+_VECTOR_MATH = {"reassoc", "contract", "nsz"}
+
+
+@njit(fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _fill_independent(state: np.uint64, q: np.ndarray, signed: bool, x: np.ndarray) -> None:
+    """x[i, s] for independent features, a coin and magnitude from one 32-bit uniform per position.
+
+    Counter-based and branch-free, so it vectorises: hash c of row i gives samples c (top half)
+    and c + batch // 2 (bottom half). 32-bit uniforms quantise the magnitude to 2**-32 / q.
+    """
+    n, batch = x.shape
+    half = (batch + 1) // 2
+    for i in range(n):
+        qi = q[i]
+        inv = 1.0 / qi
+        row = x[i]
+        base = state + np.uint64(i * half) * _GAMMA
+        for c in range(half):
+            z = _mix(base + np.uint64(c + 1) * _GAMMA)
+            r = float(z >> np.uint64(32)) * _TO_UNIT32
+            m = 1.0 - r * inv
+            v = 2.0 * m - 1.0 if signed else m
+            row[c] = v if r < qi else 0.0
+            if c + half < batch:
+                r = float(z & np.uint64(0xFFFFFFFF)) * _TO_UNIT32
+                m = 1.0 - r * inv
+                v = 2.0 * m - 1.0 if signed else m
+                row[c + half] = v if r < qi else 0.0
+
+
+@njit(cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _scatter_independent(
+    state: np.uint64, q: np.ndarray, qmax: float, inv_log: float, signed: bool, x: np.ndarray
+) -> None:
+    """Geometric gaps and thinning as in :func:`sample_instance`, written straight into x."""
+    n, batch = x.shape
+    total = np.int64(batch) * n
+    state, r = _uniform(state)
+    pos = _gap(r, inv_log, total)
+    while pos < total:
+        s = pos // n
+        i = pos - s * n
+        state, r = _uniform(state)
+        keep = q[i] / qmax
+        if r < keep:
+            m = 1.0 - r / keep
+            x[i, s] = 2.0 * m - 1.0 if signed else m
+        state, r = _uniform(state)
+        pos += 1 + _gap(r, inv_log, total)
+
+
+@njit(cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _sample_dense_instance(
+    state: np.uint64,
+    kind: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    q: np.ndarray,
+    qmax: float,
+    inv_log: float,
+    dense: bool,
+    signed: bool,
+    x: np.ndarray,
+    idx: np.ndarray,
+    val: np.ndarray,
+    rowptr: np.ndarray,
+) -> None:
+    """The fused path's batch, written into a zeroed x [feat, batch] (idx/val/rowptr: scratch)."""
+    all_independent = True
+    for u in range(kind.shape[0]):
+        all_independent &= kind[u] == INDEPENDENT
+    if all_independent:
+        if dense:
+            _fill_independent(state, q, signed, x)
+        else:
+            _scatter_independent(state, q, qmax, inv_log, signed, x)
+        return
+    sample_instance(
+        state, x.shape[1], kind, start, size, q, qmax, inv_log, dense, signed, idx, val, rowptr
+    )
+    for s in range(x.shape[1]):
+        for e in range(rowptr[s], rowptr[s + 1]):
+            x[idx[e], s] = val[e]
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def sample_dense(
+    key: np.uint64,
+    step: np.int64,
+    inst0: np.int64,
+    kind: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    q: np.ndarray,
+    qmax: np.ndarray,
+    inv_log: np.ndarray,
+    dense: np.ndarray,
+    signed: bool,
+    x: np.ndarray,
+) -> None:
+    """The batch :func:`fused_step` draws, as a zeroed x [inst, feat, batch] filled in."""
+    n_inst, n, batch = x.shape
+    for k in prange(n_inst):
+        idx = np.empty(batch * n, np.int32)
+        val = np.empty(batch * n, np.float32)
+        rowptr = np.empty(batch + 1, np.int64)
+        _sample_dense_instance(
+            _stream(key, step, inst0 + k), kind, start, size, q[k], qmax[k], inv_log[k],
+            dense[k], signed, x[k], idx, val, rowptr,
+        )
+
+
+@njit(fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _instance_grads(
+    x: np.ndarray,
+    W: np.ndarray,
+    dec: np.ndarray,
+    b: np.ndarray,
+    coef: np.ndarray,
+    imp: np.ndarray,
+    hidden_relu: bool,
+    output_relu: bool,
+    abs_target: bool,
+    aW: np.ndarray,
+    adec: np.ndarray,
+    ab: np.ndarray,
+) -> float:
+    """One instance's gradients from its batch ``x`` [feat, batch] (batch innermost, so every loop
+    below is a vector loop); returns the summed importance-weighted squared error.
+
+    Same maths as :meth:`ToyModel.loss_and_grads`: o = W_dec h + b, g = coef (act(o) - target)
+    masked by the output ReLU, and so on.
+    """
+    n, batch = x.shape
+    m = W.shape[1]
+    h = np.zeros((m, batch), np.float32)
+    gh = np.zeros((m, batch), np.float32)
+    g = np.empty(batch, np.float32)
+    for i in range(n):
+        xi = x[i]
+        for a in range(m):
+            w = W[i, a]
+            ha = h[a]
+            for s in range(batch):
+                ha[s] += w * xi[s]
+    if hidden_relu:
+        for a in range(m):
+            ha = h[a]
+            for s in range(batch):
+                ha[s] = max(ha[s], np.float32(0.0))
+    err = 0.0
+    for j in range(n):
+        g[:] = b[j]
+        for a in range(m):
+            w = dec[j, a]
+            ha = h[a]
+            for s in range(batch):
+                g[s] += w * ha[s]
+        xj = x[j]
+        cj = coef[j]
+        e = np.float32(0.0)
+        gsum = np.float32(0.0)
+        for s in range(batch):
+            o = g[s]
+            t = abs(xj[s]) if abs_target else xj[s]
+            live = o > 0.0 or not output_relu
+            d = (o if live else np.float32(0.0)) - t
+            e += d * d
+            gs = cj * d if live else np.float32(0.0)
+            g[s] = gs
+            gsum += gs
+        err += imp[j] * e
+        ab[j] = gsum
+        for a in range(m):
+            w = dec[j, a]
+            ha = h[a]
+            gha = gh[a]
+            acc = np.float32(0.0)
+            for s in range(batch):
+                acc += g[s] * ha[s]
+                gha[s] += g[s] * w
+            adec[j, a] = acc
+    if hidden_relu:
+        for a in range(m):
+            ha = h[a]
+            gha = gh[a]
+            for s in range(batch):
+                gha[s] = gha[s] if ha[s] > 0.0 else np.float32(0.0)
+    for i in range(n):
+        xi = x[i]
+        for a in range(m):
+            gha = gh[a]
+            acc = np.float32(0.0)
+            for s in range(batch):
+                acc += xi[s] * gha[s]
+            aW[i, a] = acc
+    return err
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def fused_step(
+    key: np.uint64,
+    step: np.int64,
+    inst0: np.int64,
+    batch: np.int64,
+    kind: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    q: np.ndarray,
+    qmax: np.ndarray,
+    inv_log: np.ndarray,
+    dense: np.ndarray,
+    signed: bool,
+    W: np.ndarray,
+    dec: np.ndarray,
+    b: np.ndarray,
+    coef: np.ndarray,
+    imp: np.ndarray,
+    hidden_relu: bool,
+    output_relu: bool,
+    abs_target: bool,
+    tied: bool,
+    gW: np.ndarray,
+    gdec: np.ndarray,
+    gb: np.ndarray,
+    err: np.ndarray,
+) -> None:
+    """One training step's gradients for every instance: sample, forward, backward, fused.
+
+    Writes ``gW``, ``gb`` and (untied) ``gdec``; ``err[k]`` is instance k's summed
+    importance-weighted squared error (the loss times batch * feat). The batch is drawn exactly as
+    :func:`sample_csr` draws it.
+    """
+    n_inst, n, m = W.shape
+    # a few blocks of instances per thread, each with its own scratch, allocated once per step
+    n_blocks = min(n_inst, 64)
+    for blk in prange(n_blocks):
+        x = np.empty((n, batch), np.float32)
+        idx = np.empty(batch * n, np.int32)
+        val = np.empty(batch * n, np.float32)
+        rowptr = np.empty(batch + 1, np.int64)
+        aW = np.empty((n, m), np.float32)
+        adec = np.empty((n, m), np.float32)
+        ab = np.empty(n, np.float32)
+        for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
+            x[:] = 0.0
+            _sample_dense_instance(
+                _stream(key, step, inst0 + k), kind, start, size, q[k], qmax[k], inv_log[k],
+                dense[k], signed, x, idx, val, rowptr,
+            )
+            err[k] = _instance_grads(
+                x, W[k], dec[k], b[k], coef[k], imp[k], hidden_relu, output_relu, abs_target,
+                aW, adec, ab,
+            )
+            if tied:
+                gW[k] = aW + adec
+            else:
+                gW[k] = aW
+                gdec[k] = adec
+            gb[k] = ab
+
+
+# --------------------------------------------------------------------------------------------------
+# the sparse path: the sparse parts of the maths, around dense batched matmuls done by torch
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def sparse_xw(
+    idx: np.ndarray, val: np.ndarray, rowptr: np.ndarray, W: np.ndarray, h: np.ndarray
+) -> None:
+    """h[k, s] = x[k, s] @ W[k] for CSR x."""
+    for k in prange(h.shape[0]):
+        Wk = W[k]
+        for s in range(h.shape[1]):
+            hs = h[k, s]
+            hs[:] = 0.0
+            for e in range(rowptr[k, s], rowptr[k, s + 1]):
+                v, row = val[k, e], Wk[idx[k, e]]
+                for a in range(hs.shape[0]):
+                    hs[a] += v * row[a]
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def compact_rows(rowptr: np.ndarray, out: np.ndarray) -> int:
+    """Row pointers of the non-empty samples only (in order; the remaining rows empty), into
+    ``out``; returns the largest number of non-empty samples of any instance."""
+    n_inst, batch = rowptr.shape[0], rowptr.shape[1] - 1
+    counts = np.zeros(n_inst, np.int64)
+    for k in prange(n_inst):
+        r = 0
+        out[k, 0] = rowptr[k, 0]
+        for s in range(batch):
+            if rowptr[k, s + 1] > rowptr[k, s]:
+                r += 1
+                out[k, r] = rowptr[k, s + 1]
+        out[k, r + 1 :] = rowptr[k, batch]
+        counts[k] = r
+    return counts.max()
+
+
+@njit(parallel=True, fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def output_grad(
+    idx: np.ndarray,
+    val: np.ndarray,
+    rowptr: np.ndarray,
+    out: np.ndarray,
+    b: np.ndarray,
+    coef: np.ndarray,
+    imp: np.ndarray,
+    zeros: np.int64,
+    output_relu: bool,
+    abs_target: bool,
+    gb: np.ndarray,
+    err: np.ndarray,
+) -> None:
+    """Turn the output o [inst, rows, feat] into g = dL/do in place, one row at a time in cache:
+    g = coef * (act(o) - target), masked by the output ReLU. Also writes gb = sum over samples of g
+    and err = summed importance-weighted squared error, both including ``zeros`` all-zero samples
+    that are not among the rows (their output is act(b))."""
+    n_inst, rows, n = out.shape
+    for k in prange(n_inst):
+        acc = np.zeros(n, np.float32)
+        sq = np.zeros(n, np.float32)
+        masked = 0.0
+        ck, ik = coef[k], imp[k]
+        for s in range(rows):
+            row = out[k, s]
+            if output_relu:
+                for j in range(n):
+                    row[j] = max(row[j], np.float32(0.0))
+            for e in range(rowptr[k, s], rowptr[k, s + 1]):
+                i = idx[k, e]
+                t = abs(val[k, e]) if abs_target else val[k, e]
+                if output_relu and row[i] <= 0.0:
+                    masked += ik[i] * t * t  # the ReLU is off: no gradient, error t**2
+                else:
+                    row[i] -= t
+            for j in range(n):
+                d = row[j]
+                sq[j] += d * d
+                g = ck[j] * d
+                row[j] = g
+                acc[j] += g
+        e = masked
+        for j in range(n):
+            o = max(b[k, j], 0.0) if output_relu else b[k, j]
+            gb[k, j] = acc[j] + zeros * ck[j] * o
+            e += ik[j] * (sq[j] + zeros * o * o)
+        err[k] = e
+
+
+@njit(parallel=True, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def sparse_xtg(
+    idx: np.ndarray,
+    val: np.ndarray,
+    rowptr: np.ndarray,
+    gh: np.ndarray,
+    gW: np.ndarray,
+    accumulate: bool,
+) -> None:
+    """gW[k] (+)= x[k]^T @ gh[k] for CSR x."""
+    for k in prange(gW.shape[0]):
+        gk = gW[k]
+        if not accumulate:
+            gk[:] = 0.0
+        for s in range(gh.shape[1]):
+            g = gh[k, s]
+            for e in range(rowptr[k, s], rowptr[k, s + 1]):
+                v, row = val[k, e], gk[idx[k, e]]
+                for a in range(g.shape[0]):
+                    row[a] += v * g[a]
