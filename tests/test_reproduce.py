@@ -1,4 +1,4 @@
-"""`reproduce intro`: the paper's introduction figure, its claims, and redrawing from the run folder."""
+"""`reproduce intro`: the introduction figure, its claims, and redrawing from the run folder."""
 
 import json
 from pathlib import Path

@@ -1,7 +1,8 @@
 """superposition: toy models of superposition (Elhage et al. 2022), fast, batched and checked.
 
-``import superposition`` stays light: the configs load at once, everything that needs torch loads on
-first use (``superposition.train``, ``superposition.load_run`` ...). No plotting library is imported.
+``import superposition`` stays light: the configs load at once, everything that needs torch loads
+on first use (``superposition.train``, ``superposition.load_run`` ...). No plotting library is
+imported.
 
     >>> import superposition as sp
     >>> cfg = sp.RunConfig(

@@ -1,12 +1,13 @@
 """Configs: frozen dataclasses, one documented and validated field each, with a JSON round-trip.
 
-A run is described by a :class:`RunConfig` made of a :class:`DataConfig` (the feature distribution), a
-:class:`ModelConfig` and a :class:`TrainConfig`. Every field carries its documentation in
-``field.metadata["doc"]``; the command line builds its ``--help`` from it, so the two never drift apart.
+A run is described by a :class:`RunConfig` made of a :class:`DataConfig` (the feature
+distribution), a :class:`ModelConfig` and a :class:`TrainConfig`. Every field carries its
+documentation in ``field.metadata["doc"]``; the command line builds its ``--help`` from it, so the
+two never drift apart.
 
-Fields that may vary per instance (``density`` and ``importance_decay``) take a tuple of values. The run
-trains one *group* of ``TrainConfig.instances`` seeds for every combination of those values (their
-cartesian product, density varying slowest), laid out on the instance axis group after group.
+Fields that may vary per instance (``density`` and ``importance_decay``) take a tuple of values. The
+run trains one *group* of ``TrainConfig.instances`` seeds for every combination of those values
+(their cartesian product, density varying slowest), laid out on the instance axis group after group.
 """
 
 import dataclasses
@@ -30,7 +31,7 @@ SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 def doc_field(default: Any, doc: str) -> Any:
-    """A dataclass field with its documentation attached (read by the CLI and :func:`field_docs`)."""
+    """A dataclass field carrying its documentation (read by the CLI and :func:`field_docs`)."""
     return field(default=default, metadata={"doc": doc})
 
 
@@ -115,9 +116,9 @@ class DataConfig:
     )
     anticorrelated: tuple[int, ...] = doc_field(
         (),
-        "Sizes of anticorrelated feature sets, placed after the correlated ones: at most one member "
-        "is present; the set is active with probability k*p and then one member is chosen uniformly, "
-        "so each member's marginal density stays p.",
+        "Sizes of anticorrelated feature sets, placed after the correlated ones: at most one "
+        "member is present; the set is active with probability k*p and then one member is chosen "
+        "uniformly, so each member's marginal density stays p.",
     )
     signed: bool | None = doc_field(
         None,
@@ -197,8 +198,8 @@ class ModelConfig:
 
     kind: ModelKind = doc_field(
         "relu",
-        "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden layer, "
-        "Section 7) or 'abs' (computation model with target |x|, Section 8).",
+        "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden "
+        "layer, Section 7) or 'abs' (computation model with target |x|, Section 8).",
     )
     n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
     tied: bool | None = doc_field(
@@ -213,7 +214,9 @@ class ModelConfig:
         if self.tied is not None and not isinstance(self.tied, bool):
             raise ConfigError(f"tied must be true or false, got {self.tied!r}")
         if self.kind == "abs" and self.tied:
-            raise ConfigError("the 'abs' model is untied by construction; leave tied unset or false")
+            raise ConfigError(
+                "the 'abs' model is untied by construction; leave tied unset or false"
+            )
 
     @property
     def is_tied(self) -> bool:
@@ -280,7 +283,9 @@ class TrainConfig:
         if not isinstance(self.device, str) or not (
             self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
         ):
-            raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+            raise ConfigError(
+                f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}"
+            )
         if self.memory_budget_gb is not None:
             _in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
 
@@ -296,7 +301,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.model.kind == "abs" and self.data.signed is False:
-            raise ConfigError("the 'abs' model computes |x| and needs signed inputs; drop signed=false")
+            raise ConfigError(
+                "the 'abs' model computes |x| and needs signed inputs; drop signed=false"
+            )
 
     # ---- derived facts ------------------------------------------------------------------------
 

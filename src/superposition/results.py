@@ -13,8 +13,8 @@ from superposition.config import RunConfig
 class Run:
     """A trained run: every instance's parameters, losses and optional weight snapshots.
 
-    Instances are laid out group after group (see :attr:`RunConfig.groups`), ``config.train.instances``
-    seeds per group. All tensors live on the CPU.
+    Instances are laid out group after group (see :attr:`RunConfig.groups`),
+    ``config.train.instances`` seeds per group. All tensors live on the CPU.
     """
 
     config: RunConfig
@@ -57,7 +57,8 @@ class Run:
         return out
 
     def select(self, instances: list[int]) -> "Run":
-        """A run restricted to the given instances (groups are no longer meaningful: info says so)."""
+        """A run restricted to the given instances (in memory only: its config no longer matches,
+        so it cannot be saved as a run directory)."""
         idx = torch.as_tensor(instances, dtype=torch.long)
         return replace(
             self,
@@ -71,7 +72,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Claim:
-    """One of the paper's claims, what this run measured, and whether the measurement bears it out."""
+    """One of the paper's claims, what this run measured, and whether that bears it out."""
 
     section: str
     """Where the paper makes the claim (e.g. "Introduction", "Section 2")."""
