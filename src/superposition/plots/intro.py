@@ -15,7 +15,7 @@ from superposition.results import Run  # noqa: E402
 
 def polygons(run: Run) -> Figure:
     """One column per group: the best instance's feature directions W_i (arrows coloured by
-    importance, darker = more important) and its Gram matrix W^T W (red positive, blue negative)."""
+    importance, darkest = most important, yellow = least) and its Gram matrix W^T W (red positive, blue negative)."""
     cfg = run.config
     if cfg.model.n_hidden != 2:
         raise ValueError(
@@ -27,15 +27,15 @@ def polygons(run: Run) -> Figure:
     n_groups = len(best)
     fig, axes = plt.subplots(2, n_groups, figsize=(1.9 * n_groups, 4.6), squeeze=False)
     importance = cfg.data.feature_importances(cfg.groups[0]["importance_decay"])
-    cmap = plt.get_cmap("viridis")
-    top = max(importance)
+    cmap = plt.get_cmap("plasma")
+    top, spread = max(importance), (max(importance) - min(importance)) or 1.0
     for col, (group, w) in enumerate(zip(cfg.groups, W, strict=True)):
         ax = axes[0, col]
         ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, lw=0.5, color="0.8"))
         for i, (x, y) in enumerate(w.tolist()):
             ax.annotate(
                 "", xy=(x, y), xytext=(0, 0),
-                arrowprops={"arrowstyle": "-|>", "color": cmap(0.85 * (1 - importance[i] / top)),
+                arrowprops={"arrowstyle": "-|>", "color": cmap(0.8 * (top - importance[i]) / spread),
                             "lw": 1.5, "shrinkA": 0, "shrinkB": 0},
             )
         lim = max(1.25, float(w.abs().max()) * 1.1)
