@@ -173,10 +173,10 @@ def test_groups_and_instances():
     assert cfg.n_instances == 12
     # density varies slowest
     assert cfg.groups == [
-        {"density": 1.0, "importance_decay": 0.9},
-        {"density": 1.0, "importance_decay": 0.7},
-        {"density": 0.3, "importance_decay": 0.9},
-        {"density": 0.3, "importance_decay": 0.7},
+        {"density": 1.0, "importance_decay": 0.9, "relative_importance": 1.0},
+        {"density": 1.0, "importance_decay": 0.7, "relative_importance": 1.0},
+        {"density": 0.3, "importance_decay": 0.9, "relative_importance": 1.0},
+        {"density": 0.3, "importance_decay": 0.7, "relative_importance": 1.0},
     ]
     assert [cfg.group_of(k) for k in range(12)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
@@ -198,6 +198,7 @@ def _non_default_config() -> RunConfig:
             n_features=7,
             density=(0.3, 0.1),
             importance_decay=(0.8, 0.5),
+            relative_importance=(0.5, 2.0),
             importance=(7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0),
             feature_density=(1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 2.0),
             correlated=(2,),

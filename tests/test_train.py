@@ -8,9 +8,18 @@ import torch
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
+from superposition.errors import ConfigError
 from superposition.models import ToyModel
 from superposition.results import Run
-from superposition.train import StepInfo, chunk_size, derive_seed, lr_at, train
+from superposition.train import (
+    StepInfo,
+    chunk_size,
+    derive_seed,
+    lr_at,
+    stack_key,
+    train,
+    train_many,
+)
 
 
 def _cfg(
@@ -339,3 +348,46 @@ def test_callbacks_see_every_chunk():
     assert len(seen) == 3 * chunks  # steps 0, 10, 19 in every chunk
     covered = sorted({k for _, r in seen for k in r})
     assert covered == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------------------------------
+# stacking compatible configs into one training
+
+
+def test_stacked_configs_equal_their_solo_runs_bit_for_bit():
+    # different seeds, densities and importances share one training; each config's result is
+    # what it gives alone (its instances' streams derive from its own seed and indices)
+    a = _cfg(seed=1, density=(0.3,), decay=(0.9,))
+    b = _cfg(seed=7, density=(0.05, 0.5), decay=(0.7,), instances=2)
+    stacked = train_many([a, b, a])
+    assert [r.config for r in stacked] == [a, b, a]
+    assert stacked[0].info["stacked_configs"] == 3
+    for run, cfg in zip(stacked, [a, b, a], strict=True):
+        alone = train(cfg)
+        assert run.n_instances == cfg.n_instances
+        for k in alone.params:
+            assert torch.equal(run.params[k], alone.params[k])
+        assert torch.equal(run.loss, alone.loss)
+        assert torch.equal(run.history_loss, alone.history_loss)
+
+
+def test_stacking_refuses_incompatible_configs():
+    with pytest.raises(ConfigError, match="config 1 cannot share a training"):
+        train_many([_cfg(m=3), _cfg(m=2)])
+    with pytest.raises(ConfigError, match="config 1 cannot share a training"):
+        train_many([_cfg(lr=1e-2), _cfg(lr=1e-3)])
+    assert stack_key(_cfg(seed=1, density=(0.1,))) == stack_key(_cfg(seed=2, density=(0.9,)))
+
+
+def test_relative_importance_scales_the_last_feature_and_forms_groups():
+    cfg = RunConfig(
+        data=DataConfig(n_features=3, density=(0.1, 1.0), relative_importance=(0.5, 4.0)),
+        train=TrainConfig(instances=2),
+    )
+    assert cfg.n_groups == 4 and cfg.n_instances == 8
+    assert [g["relative_importance"] for g in cfg.groups] == [0.5, 4.0, 0.5, 4.0]
+    imp = importance_from_config(cfg)
+    assert imp[0].tolist() == [1.0, 1.0, 0.5]
+    assert imp[2].tolist() == [1.0, 1.0, 4.0]
+    with pytest.raises(ConfigError, match="relative_importance must be > 0, got -1"):
+        DataConfig(n_features=2, relative_importance=(-1.0,))

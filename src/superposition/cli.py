@@ -397,6 +397,7 @@ def inspect_dict(path: Path) -> dict[str, Any]:
         "group": group_of,
         "density": [cfg.groups[g]["density"] for g in group_of],
         "importance_decay": [cfg.groups[g]["importance_decay"] for g in group_of],
+        "relative_importance": [cfg.groups[g]["relative_importance"] for g in group_of],
         "bias": run.b.tolist(),
         **geometry.summary(run.W),
         "best": best,

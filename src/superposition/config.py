@@ -5,9 +5,10 @@ distribution), a :class:`ModelConfig` and a :class:`TrainConfig`. Every field ca
 documentation in ``field.metadata["doc"]``; the command line builds its ``--help`` from it, so the
 two never drift apart.
 
-Fields that may vary per instance (``density`` and ``importance_decay``) take a tuple of values. The
-run trains one *group* of ``TrainConfig.instances`` seeds for every combination of those values
-(their cartesian product, density varying slowest), laid out on the instance axis group after group.
+Fields that may vary per instance (``density``, ``importance_decay``, ``relative_importance``)
+take a tuple of values. The run trains one *group* of ``TrainConfig.instances`` seeds for every
+combination of those values (their cartesian product, density varying slowest), laid out on the
+instance axis group after group.
 """
 
 import dataclasses
@@ -100,9 +101,16 @@ class DataConfig:
         "Importance profile I_i = r**i for feature i = 0..n-1, r > 0 (1 = uniform importance). "
         "A list trains one group of instances per value.",
     )
+    relative_importance: tuple[float, ...] = doc_field(
+        (1.0,),
+        "Importance of the last feature relative to the profile (its importance is multiplied by "
+        "this, > 0): the extra feature of Section 3's phase diagrams. A list trains one group of "
+        "instances per value.",
+    )
     importance: tuple[float, ...] | None = doc_field(
         None,
-        "Explicit per-feature importances (n values, each > 0); overrides importance_decay.",
+        "Explicit per-feature importances (n values, each > 0); overrides importance_decay "
+        "(relative_importance still multiplies the last one).",
     )
     feature_density: tuple[float, ...] | None = doc_field(
         None,
@@ -127,7 +135,9 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("density", "importance_decay", "importance", "feature_density"):
+        for name in (
+            "density", "importance_decay", "relative_importance", "importance", "feature_density"
+        ):
             _as_tuple(self, name)
         for name in ("correlated", "anticorrelated"):
             value = getattr(self, name)
@@ -139,10 +149,13 @@ class DataConfig:
         for d in self.density:
             _in_range("density", d, 0.0, 1.0, low_open=True)
         _nonempty_tuple("importance_decay", self.importance_decay)
-        for r in self.importance_decay:
-            _finite("importance_decay", r)
-            if r <= 0:
-                raise ConfigError(f"importance_decay must be > 0, got {r!r}")
+        for name in ("importance_decay", "relative_importance"):
+            values = getattr(self, name)
+            _nonempty_tuple(name, values)
+            for r in values:
+                _finite(name, r)
+                if r <= 0:
+                    raise ConfigError(f"{name} must be > 0, got {r!r}")
         for name in ("importance", "feature_density"):
             values = getattr(self, name)
             if values is None:
@@ -184,11 +197,15 @@ class DataConfig:
         scale = self.feature_density or (1.0,) * self.n_features
         return [density * s for s in scale]
 
-    def feature_importances(self, decay: float) -> list[float]:
-        """Per-feature importance for one group's decay value (Section 2: I_i = r**i)."""
+    def feature_importances(self, decay: float, relative: float = 1.0) -> list[float]:
+        """Per-feature importance for one group (Section 2: I_i = r**i; Section 3: the last
+        feature's importance times ``relative``)."""
         if self.importance is not None:
-            return list(self.importance)
-        return [decay**i for i in range(self.n_features)]
+            values = list(self.importance)
+        else:
+            values = [decay**i for i in range(self.n_features)]
+        values[-1] *= relative
+        return values
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
@@ -314,14 +331,18 @@ class RunConfig:
     @property
     def groups(self) -> list[dict[str, float]]:
         """One dict per group of instances: the per-instance field values of that group."""
+        data = self.data
         return [
-            {"density": d, "importance_decay": r}
-            for d, r in itertools.product(self.data.density, self.data.importance_decay)
+            {"density": d, "importance_decay": r, "relative_importance": q}
+            for d, r, q in itertools.product(
+                data.density, data.importance_decay, data.relative_importance
+            )
         ]
 
     @property
     def n_groups(self) -> int:
-        return len(self.data.density) * len(self.data.importance_decay)
+        data = self.data
+        return len(data.density) * len(data.importance_decay) * len(data.relative_importance)
 
     @property
     def n_instances(self) -> int:

@@ -140,7 +140,9 @@ def importance_from_config(
     """Per-instance, per-feature importance I (Section 2: ``I_i = r**i`` or explicit values)."""
     rows = []
     for group in config.groups:
-        row = config.data.feature_importances(group["importance_decay"])
+        row = config.data.feature_importances(
+            group["importance_decay"], group["relative_importance"]
+        )
         rows += [row] * config.train.instances
     importance = torch.tensor(rows, dtype=torch.float32, device=device)
     if not torch.isfinite(importance).all():

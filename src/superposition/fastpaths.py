@@ -96,16 +96,29 @@ class Units:
 
 
 def draw_key(generator: torch.Generator) -> int:
-    """The counter-based streams' key, drawn from the run's generator."""
+    """A counter-based stream's key, drawn from a generator derived from a config's seed."""
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def fast_sample_dense(
+    dist: FeatureDistribution, keys: np.ndarray, step: int, batch: int
+) -> torch.Tensor:
+    """``batch`` samples per instance drawn by the fast paths' sampler from the per-instance
+    streams ``keys`` at counter ``step``, as a dense [inst, batch, feat] tensor."""
+    from superposition import kernels
+
+    units = Units.of(dist)
+    x = np.zeros((dist.n_instances, dist.n_features, batch), np.float32)
+    kernels.sample_dense(keys, step, *units.args(), units.signed, x)
+    return torch.from_numpy(x).transpose(1, 2)
 
 
 class FastStep:
     """One training step's gradients on the ``fused`` or ``sparse`` path, for one chunk.
 
     Writes the gradients into ``grads`` (views of the flat gradient buffer) and returns the
-    per-instance loss when asked. ``inst0`` is the chunk's first global instance, so each instance's
-    random stream is the same however the run is chunked.
+    per-instance loss when asked. ``keys`` holds one stream key per instance, so each instance's
+    batches are the same however the run is stacked or chunked.
     """
 
     def __init__(
@@ -116,8 +129,7 @@ class FastStep:
         model: ToyModel,
         grads: dict[str, torch.Tensor],
         batch: int,
-        key: int,
-        inst0: int,
+        keys: np.ndarray,
     ):
         from superposition import kernels
 
@@ -128,7 +140,7 @@ class FastStep:
         vector = path == "fused" and not (dist.correlated or dist.anticorrelated)
         self.units = Units.of(dist, DENSE_ABOVE_VECTOR if vector else DENSE_ABOVE)
         self.model, self.grads, self.batch = model, grads, batch
-        self.key, self.inst0 = np.uint64(key), inst0
+        self.keys = keys.astype(np.uint64)
         n_inst, n_feat, n_hidden = model.W.shape
         self.scale = batch * n_feat
         self.importance = importance
@@ -164,7 +176,7 @@ class FastStep:
     def _fused(self, step: int, with_loss: bool) -> torch.Tensor | None:
         a = self.np
         self.k.fused_step(
-            self.key, step, self.inst0, self.batch, *self.units.args(), self.units.signed,
+            self.keys, step, self.batch, *self.units.args(), self.units.signed,
             a["W"], a["dec"], a["b"], a["coef"], a["imp"], *self.flags, self.model.tied,
             a["gW"], a["gdec"], a["gb"], self.err,
         )  # fmt: skip
@@ -175,14 +187,14 @@ class FastStep:
         n_inst, n_feat, _ = self.model.W.shape
         x = np.zeros((n_inst, n_feat, self.batch), np.float32)
         self.k.sample_dense(
-            self.key, step, self.inst0, *self.units.args(), self.units.signed, x
+            self.keys, step, *self.units.args(), self.units.signed, x
         )  # fmt: skip
         return torch.from_numpy(x).transpose(1, 2)
 
     def sample_csr(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This step's batch in CSR form (the same batch the fused path draws)."""
         self.k.sample_csr(
-            self.key, step, self.inst0, *self.units.args(), self.units.signed,
+            self.keys, step, *self.units.args(), self.units.signed,
             self.idx, self.val, self.rowptr,
         )  # fmt: skip
         return self.idx, self.val, self.rowptr

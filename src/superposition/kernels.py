@@ -3,9 +3,10 @@
 Nothing here is public API; :mod:`superposition.fastpaths` wraps it. Arrays are numpy views of the
 trainer's torch tensors (shared memory), laid out ``[inst, ...]`` like everywhere else.
 
-Random numbers come from a counter-based stream (splitmix64) whose start is a hash of (key, step,
-instance), the key being drawn from the run's ``torch.Generator``. Each instance is sampled and
-processed sequentially by one thread, so results are bit-identical whatever the thread count.
+Random numbers come from a counter-based stream (splitmix64) whose start is a hash of (key, step),
+each instance having its own key, drawn from a ``torch.Generator`` seeded by its config's seed and
+its index within that config. Each instance is sampled and processed sequentially by one thread, so
+results are bit-identical whatever the thread count, the chunking or the stacking.
 
 Sampling draws only the features that are present. Features are grouped into *units* that share one
 coin: an independent feature, a correlated set or an anticorrelated set. Per instance, candidate
@@ -47,9 +48,10 @@ def _uniform(state: np.uint64) -> tuple[np.uint64, float]:
 
 @njit(inline="always", cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
-def _stream(key: np.uint64, step: np.int64, inst: np.int64) -> np.uint64:
-    s = _mix(key ^ _mix(np.uint64(step) * _GAMMA + np.uint64(1)))
-    return _mix(s ^ _mix(np.uint64(inst) * _GAMMA + np.uint64(2)))
+def _stream(key: np.uint64, step: np.int64) -> np.uint64:
+    # an instance's key is already unique to it (derived from its config's seed and its index in
+    # that config), so its stream does not depend on which instances it is trained beside
+    return _mix(key ^ _mix(np.uint64(step) * _GAMMA + np.uint64(1)))
 
 
 @njit(inline="always", cache=True)
@@ -153,9 +155,8 @@ def sample_instance(
 @njit(parallel=True, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
 def sample_csr(
-    key: np.uint64,
+    keys: np.ndarray,
     step: np.int64,
-    inst0: np.int64,
     kind: np.ndarray,
     start: np.ndarray,
     size: np.ndarray,
@@ -172,7 +173,7 @@ def sample_csr(
     n_inst = q.shape[0]
     batch = rowptr.shape[1] - 1
     for k in prange(n_inst):
-        state = _stream(key, step, inst0 + k)
+        state = _stream(keys[k], step)
         sample_instance(
             state, batch, kind, start, size, q[k], qmax[k], inv_log[k], dense[k], signed,
             idx[k], val[k], rowptr[k],
@@ -285,9 +286,8 @@ def _sample_dense_instance(
 @njit(parallel=True, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
 def sample_dense(
-    key: np.uint64,
+    keys: np.ndarray,
     step: np.int64,
-    inst0: np.int64,
     kind: np.ndarray,
     start: np.ndarray,
     size: np.ndarray,
@@ -305,7 +305,7 @@ def sample_dense(
         val = np.empty(batch * n, np.float32)
         rowptr = np.empty(batch + 1, np.int64)
         _sample_dense_instance(
-            _stream(key, step, inst0 + k), kind, start, size, q[k], qmax[k], inv_log[k],
+            _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
             dense[k], signed, x[k], idx, val, rowptr,
         )
 
@@ -401,9 +401,8 @@ def _instance_grads(
 @njit(parallel=True, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
 def fused_step(
-    key: np.uint64,
+    keys: np.ndarray,
     step: np.int64,
-    inst0: np.int64,
     batch: np.int64,
     kind: np.ndarray,
     start: np.ndarray,
@@ -447,7 +446,7 @@ def fused_step(
         for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
             x[:] = 0.0
             _sample_dense_instance(
-                _stream(key, step, inst0 + k), kind, start, size, q[k], qmax[k], inv_log[k],
+                _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
                 dense[k], signed, x, idx, val, rowptr,
             )
             err[k] = _instance_grads(

@@ -248,6 +248,7 @@ def metrics_dict(run: Run) -> dict[str, Any]:
         "group": group_of,
         "density": [cfg.groups[g]["density"] for g in group_of],
         "importance_decay": [cfg.groups[g]["importance_decay"] for g in group_of],
+        "relative_importance": [cfg.groups[g]["relative_importance"] for g in group_of],
         "best": best,
         "groups": groups,
     }

@@ -10,6 +10,7 @@ from the seed, so a run is reproducible for the same config (and chunking, which
 determines; the CPU fast paths do not even depend on the chunking).
 """
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -18,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from superposition import __version__
+from superposition._types import Float, Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
 from superposition.errors import ConfigError
@@ -71,20 +74,21 @@ def param_shapes(config: RunConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def init_params(config: RunConfig, instances: range) -> dict[str, torch.Tensor]:
+def init_params(config: RunConfig, seeds: Sequence[tuple[int, int]]) -> dict[str, torch.Tensor]:
     """Xavier-normal W (std sqrt(2 / (n + m)) per instance) and b = 0, as in the paper's notebook.
 
-    Each instance draws from its own generator, so its initial weights do not depend on how the run
-    is chunked. (The notebook applies torch's xavier_normal_ to the stacked [inst, ...] tensor,
+    ``seeds`` holds one (config seed, index within that config) pair per instance: each instance
+    draws from its own generator, so its initial weights do not depend on how the run is chunked
+    or stacked. (The notebook applies torch's xavier_normal_ to the stacked [inst, ...] tensor,
     which makes the scale depend on the number of instances; we use the per-instance fan-in and
     fan-out.)
     """
     n, m = config.data.n_features, config.model.n_hidden
     std = math.sqrt(2.0 / (n + m))
-    shapes = param_shapes(config, len(instances))
+    shapes = param_shapes(config, len(seeds))
     out = {name: torch.zeros(shape) for name, shape in shapes.items()}
-    for j, k in enumerate(instances):
-        gen = torch.Generator().manual_seed(derive_seed(config.train.seed, "init", k))
+    for j, (seed, k) in enumerate(seeds):
+        gen = torch.Generator().manual_seed(derive_seed(seed, "init", k))
         out["W"][j] = torch.randn((n, m), generator=gen) * std
         if "W_dec" in out:
             out["W_dec"][j] = torch.randn((n, m), generator=gen) * std
@@ -190,6 +194,68 @@ class StepInfo:
 Callback = Callable[[StepInfo], None]
 
 
+@dataclass(frozen=True)
+class Instances:
+    """What differs between the instances of one batched training: per-instance density and
+    importance rows and the (config seed, index within that config) pair every random stream of
+    the instance is derived from. Instances of compatible configs stack into one training."""
+
+    density: Float[Tensor, "inst feat"]
+    importance: Float[Tensor, "inst feat"]
+    seeds: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, config: RunConfig) -> "Instances":
+        seed = config.train.seed
+        return cls(
+            density=FeatureDistribution.from_config(config).density,
+            importance=importance_from_config(config),
+            seeds=tuple((seed, k) for k in range(config.n_instances)),
+        )
+
+    @classmethod
+    def cat(cls, parts: Sequence["Instances"]) -> "Instances":
+        return cls(
+            density=torch.cat([p.density for p in parts]),
+            importance=torch.cat([p.importance for p in parts]),
+            seeds=tuple(s for p in parts for s in p.seeds),
+        )
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def rows(self, sl: slice) -> "Instances":
+        return Instances(self.density[sl], self.importance[sl], self.seeds[sl])
+
+    def stream_keys(self, purpose: str) -> np.ndarray:
+        """One key per instance for the fast paths' counter-based streams."""
+        from superposition.fastpaths import draw_key
+
+        return np.array(
+            [
+                draw_key(torch.Generator().manual_seed(derive_seed(seed, purpose, k)))
+                for seed, k in self.seeds
+            ],
+            dtype=np.uint64,
+        )
+
+
+def stack_key(config: RunConfig) -> tuple[Any, ...]:
+    """Configs with equal keys can train as one batched training: the same shapes, model, feature
+    sets and training settings; density, importances and seeds may differ per instance."""
+    train_cfg = dataclasses.replace(config.train, seed=0, instances=1)
+    return (
+        config.data.n_features,
+        config.data.correlated,
+        config.data.anticorrelated,
+        config.signed,
+        config.model.kind,
+        config.model.n_hidden,
+        config.model.is_tied,
+        train_cfg,
+    )
+
+
 def train(
     config: RunConfig,
     *,
@@ -204,42 +270,88 @@ def train(
     implementation of the step (see :mod:`superposition.fastpaths`; "auto" picks it from the config
     and device, and the choice is recorded in ``Run.info["path"]``).
     """
+    return train_many([config], progress=progress, callbacks=callbacks, path=path)[0]
+
+
+def train_many(
+    configs: Sequence[RunConfig],
+    *,
+    progress: bool | None = None,
+    callbacks: Sequence[Callback] = (),
+    path: str = "auto",
+) -> list[Run]:
+    """Train compatible configs (equal :func:`stack_key`) as one batched training, their instances
+    stacked on the ``inst`` axis and chunked by the memory budget; return one :class:`Run` each.
+
+    Every instance's initial weights and random streams derive from its own config's seed and its
+    index within that config, so on the CPU each returned run is bit-identical to ``train(config)``
+    alone, however the configs were stacked or chunked. (On CUDA the torch path draws each chunk's
+    batches from one generator: results are reproducible for the same stacking and chunking.)
+    """
     from superposition.fastpaths import PATHS, choose_path
 
-    cfg = config.train
+    if not configs:
+        raise ConfigError("train_many needs at least one config")
+    template = configs[0]
+    key = stack_key(template)
+    for i, c in enumerate(configs[1:], start=1):
+        if stack_key(c) != key:
+            raise ConfigError(
+                f"config {i} cannot share a training with config 0: shapes, model, feature sets "
+                "and training settings (all but seed, instances, density and importance) must agree"
+            )
+    cfg = template.train
     device = resolve_device(cfg.device)
     if path not in PATHS:
         raise ConfigError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
     if path == "auto":
-        path = choose_path(config, device)
+        path = choose_path(template, device)
     elif path != "torch" and device.type != "cpu":
         raise ConfigError(f"the {path!r} path runs on the CPU only; use 'torch' or 'auto'")
-    size = chunk_size(config, device)
+    table = Instances.cat([Instances.of(c) for c in configs])
+    size = max(1, min(len(table), chunk_size(template, device)))
     started = time.perf_counter()
-    bar = _progress_bar(config, progress)
+    bar = _progress_bar(template, progress, math.ceil(len(table) / size))
     parts = []
-    for start in range(0, config.n_instances, size):
-        instances = range(start, min(start + size, config.n_instances))
-        parts.append(_train_chunk(config, instances, device, callbacks, bar, path))
+    for start in range(0, len(table), size):
+        rows = range(start, min(start + size, len(table)))
+        parts.append(_train_chunk(template, table, rows, device, callbacks, bar, path))
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - started
-    run = _merge(config, parts)
-    run.info.update(
-        {
-            "version": __version__,
-            "device": str(device),
-            "path": path,
-            "chunk_instances": size,
-            "chunks": len(parts),
-            "seconds": round(elapsed, 3),
-            "steps_per_second": round(cfg.steps * len(parts) / elapsed, 2),
-        }
-    )
-    return run
+    info = {
+        "version": __version__,
+        "device": str(device),
+        "path": path,
+        "chunk_instances": size,
+        "chunks": len(parts),
+        "stacked_configs": len(configs),
+        "seconds": round(elapsed, 3),
+        "steps_per_second": round(cfg.steps * len(parts) / elapsed, 2),
+    }
+    merged = {k: torch.cat([p[k] for p in parts]) for k in ("loss",)}
+    params = {k: torch.cat([p["params"][k] for p in parts]) for k in parts[0]["params"]}
+    history = torch.cat([p["history_loss"] for p in parts], dim=1)
+    snaps = {k: torch.cat([p["snapshots"][k] for p in parts], dim=1) for k in parts[0]["snapshots"]}
+    runs, offset = [], 0
+    for c in configs:
+        sl = slice(offset, offset + c.n_instances)
+        offset = sl.stop
+        runs.append(
+            Run(
+                config=c,
+                params={k: v[sl].clone() for k, v in params.items()},
+                loss=merged["loss"][sl].clone(),
+                history_steps=parts[0]["history_steps"],
+                history_loss=history[:, sl].clone(),
+                snapshots={k: v[:, sl].clone() for k, v in snaps.items()},
+                info=dict(info),
+            )
+        )
+    return runs
 
 
-def _progress_bar(config: RunConfig, progress: bool | None) -> Any:
+def _progress_bar(config: RunConfig, progress: bool | None, chunks: int) -> Any:
     import sys
 
     if progress is None:
@@ -248,32 +360,31 @@ def _progress_bar(config: RunConfig, progress: bool | None) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    chunks = math.ceil(config.n_instances / chunk_size(config, resolve_device(config.train.device)))
     return tqdm(total=config.train.steps * chunks, unit="step", desc="training", leave=False)
 
 
 def _train_chunk(
     config: RunConfig,
-    instances: range,
+    table: Instances,
+    rows: range,
     device: torch.device,
     callbacks: Sequence[Callback],
     bar: Any,
     path: str,
 ) -> dict[str, Any]:
     cfg = config.train
-    full_dist = FeatureDistribution.from_config(config, device)
-    rows = slice(instances.start, instances.stop)
+    chunk = table.rows(slice(rows.start, rows.stop))
     dist = FeatureDistribution(
-        density=full_dist.density[rows],
-        correlated=full_dist.correlated,
-        anticorrelated=full_dist.anticorrelated,
-        signed=full_dist.signed,
+        density=chunk.density.to(device),
+        correlated=config.data.correlated,
+        anticorrelated=config.data.anticorrelated,
+        signed=config.signed,
     )
-    importance = importance_from_config(config, device)[rows]
-    flat = FlatParams(init_params(config, instances), device)
+    importance = chunk.importance.to(device)
+    flat = FlatParams(init_params(config, chunk.seeds), device)
     model = ToyModel(config.model.kind, **flat.params)
     adam = AdamFlat(flat, cfg)
-    step_grads = _step_function(config, path, instances, dist, importance, model, flat, device)
+    step_grads = _step_function(config, path, chunk, rows, dist, importance, model, flat, device)
     snap_at = set(cfg.snapshot_steps)
     snapshots: dict[str, list[torch.Tensor]] = {k: [] for k in flat.params}
     log_steps: list[int] = []
@@ -294,7 +405,7 @@ def _train_chunk(
             assert loss is not None
             log_steps.append(step)
             log_loss.append(loss.to("cpu"))
-            info = StepInfo(step=step, instances=instances, loss=loss, model=model)
+            info = StepInfo(step=step, instances=rows, loss=loss, model=model)
             for cb in callbacks:
                 cb(info)
             if bar is not None:
@@ -302,10 +413,7 @@ def _train_chunk(
                 reported = step + 1
     if cfg.steps in snap_at:
         snapshot()
-    eval_gen = torch.Generator(device=device).manual_seed(
-        derive_seed(cfg.seed, "eval", instances.start, instances.stop)
-    )
-    final = evaluate(model, dist, importance, cfg.eval_samples, eval_gen)
+    final = _final_loss(config, path, chunk, rows, dist, importance, model, device)
     return {
         "params": {k: v.detach().to("cpu", copy=True) for k, v in flat.params.items()},
         "loss": final.to("cpu"),
@@ -318,7 +426,8 @@ def _train_chunk(
 def _step_function(
     config: RunConfig,
     path: str,
-    instances: range,
+    chunk: Instances,
+    rows: range,
     dist: FeatureDistribution,
     importance: torch.Tensor,
     model: ToyModel,
@@ -329,7 +438,7 @@ def _step_function(
     cfg = config.train
     if path == "torch":
         gen = torch.Generator(device=device).manual_seed(
-            derive_seed(cfg.seed, "data", instances.start, instances.stop)
+            derive_seed(cfg.seed, "data", rows.start, rows.stop)
         )
 
         def torch_step(step: int, with_loss: bool) -> torch.Tensor | None:
@@ -337,12 +446,40 @@ def _step_function(
             return model.loss_and_grads(x, importance, flat.grads, with_loss=with_loss)
 
         return torch_step
-    from superposition.fastpaths import FastStep, draw_key
+    from superposition.fastpaths import FastStep
 
-    # one key for the whole run: instance k's stream depends on (key, step, k), not on chunking
-    key = draw_key(torch.Generator().manual_seed(derive_seed(cfg.seed, "data-stream")))
-    fast = FastStep(path, dist, importance, model, flat.grads, cfg.batch_size, key, instances.start)
+    keys = chunk.stream_keys("data-stream")
+    fast = FastStep(path, dist, importance, model, flat.grads, cfg.batch_size, keys)
     return lambda step, with_loss: fast(step, with_loss=with_loss)
+
+
+def _final_loss(
+    config: RunConfig,
+    path: str,
+    chunk: Instances,
+    rows: range,
+    dist: FeatureDistribution,
+    importance: torch.Tensor,
+    model: ToyModel,
+    device: torch.device,
+) -> torch.Tensor:
+    """Held-out loss: on the CPU fast paths from per-instance streams (so it too is independent of
+    stacking and chunking), on the torch path from the chunk's own generator."""
+    samples = config.train.eval_samples
+    if path == "torch":
+        gen = torch.Generator(device=device).manual_seed(
+            derive_seed(config.train.seed, "eval", rows.start, rows.stop)
+        )
+        return evaluate(model, dist, importance, samples, gen)
+    from superposition.fastpaths import fast_sample_dense
+
+    keys = chunk.stream_keys("eval-stream")
+    total = torch.zeros(len(chunk))
+    with torch.no_grad():
+        for i, done in enumerate(range(0, samples, EVAL_BATCH)):
+            n = min(EVAL_BATCH, samples - done)
+            total += model.loss(fast_sample_dense(dist, keys, i, n), importance) * n
+    return total / samples
 
 
 @torch.no_grad()
@@ -361,16 +498,3 @@ def evaluate(
         total += model.loss(dist.sample(n, generator), importance) * n
         done += n
     return total / samples
-
-
-def _merge(config: RunConfig, parts: list[dict[str, Any]]) -> Run:
-    return Run(
-        config=config,
-        params={k: torch.cat([p["params"][k] for p in parts]) for k in parts[0]["params"]},
-        loss=torch.cat([p["loss"] for p in parts]),
-        history_steps=parts[0]["history_steps"],
-        history_loss=torch.cat([p["history_loss"] for p in parts], dim=1),
-        snapshots={
-            k: torch.cat([p["snapshots"][k] for p in parts], dim=1) for k in parts[0]["snapshots"]
-        },
-    )

@@ -15,7 +15,8 @@ from superposition.results import Run  # noqa: E402
 
 def polygons(run: Run) -> Figure:
     """One column per group: the best instance's feature directions W_i (arrows coloured by
-    importance, darkest = most important, yellow = least) and its Gram matrix W^T W (red positive, blue negative)."""
+    importance, darkest = most important, yellow = least) and its Gram matrix W^T W (red positive,
+    blue negative)."""
     cfg = run.config
     if cfg.model.n_hidden != 2:
         raise ValueError(
@@ -33,10 +34,11 @@ def polygons(run: Run) -> Figure:
         ax = axes[0, col]
         ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, lw=0.5, color="0.8"))
         for i, (x, y) in enumerate(w.tolist()):
+            colour = cmap(0.8 * (top - importance[i]) / spread)
             ax.annotate(
                 "", xy=(x, y), xytext=(0, 0),
-                arrowprops={"arrowstyle": "-|>", "color": cmap(0.8 * (top - importance[i]) / spread),
-                            "lw": 1.5, "shrinkA": 0, "shrinkB": 0},
+                arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.5, "shrinkA": 0,
+                            "shrinkB": 0},
             )
         lim = max(1.25, float(w.abs().max()) * 1.1)
         ax.set_xlim(-lim, lim)
