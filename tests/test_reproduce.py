@@ -28,6 +28,7 @@ def test_intro_reproduces_the_papers_claims(intro_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_intro_figures_are_written_and_redrawn_without_training(intro_dir: Path) -> None:
+    assert (intro_dir / "runs" / "relu" / "weights.safetensors").is_file()
     png = intro_dir / "figures" / "polygons.png"
     svg = intro_dir / "figures" / "polygons.svg"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -47,7 +48,28 @@ def test_unknown_experiment_lists_the_known_ones(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_existing_results_are_not_overwritten_without_force(intro_dir: Path) -> None:
-    before = (intro_dir / "weights.safetensors").read_bytes()
+    weights = intro_dir / "runs" / "relu" / "weights.safetensors"
+    before = weights.read_bytes()
     with pytest.raises(ConfigError, match="--force"):
         reproduce("intro", intro_dir.parent, quick=True, progress=False)
-    assert (intro_dir / "weights.safetensors").read_bytes() == before
+    assert weights.read_bytes() == before
+
+
+def test_an_interrupted_reproduce_leaves_no_folder(tmp_path, monkeypatch):
+    import superposition.reproduce as rep
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rep, "_draw", boom)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("intro", tmp_path, quick=True, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_is_not_ours_is_never_replaced(tmp_path):
+    (tmp_path / "intro").mkdir()
+    (tmp_path / "intro" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a reproduced experiment"):
+        reproduce("intro", tmp_path, quick=True, force=True, progress=False)
+    assert (tmp_path / "intro" / "notes.txt").read_text() == "mine"

@@ -140,7 +140,7 @@ def test_crash_while_overwriting_keeps_the_old_run(tiny_run, tmp_path, monkeypat
     def boom(src, dst):  # type: ignore[no-untyped-def]
         raise OSError("simulated crash")
 
-    monkeypatch.setattr(store, "_move_into_place", lambda tmp, target, overwrite: boom(tmp, target))
+    monkeypatch.setattr(store, "_move_into_place", boom)
     with pytest.raises(OSError, match="simulated crash"):
         save_run(tiny_run, path, overwrite=True)
     assert (path / "weights.safetensors").read_bytes() == before

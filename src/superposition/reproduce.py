@@ -1,95 +1,146 @@
-"""Reproduce the paper's experiments by name: train the preset, save the run, draw its figures and
-check its claims (layer 4: it draws, so it sits above the experiments).
+"""Reproduce the paper's experiments by name: train the presets, save the runs, draw the figures and
+check the claims (layer 4: it draws, so it sits above the experiments).
 
-Each experiment writes ``OUT/NAME/``, a complete run directory whose ``figures/`` holds PNG and SVG
-files and whose ``claims.json`` says which of the paper's claims this run bears out. ``redraw``
-rebuilds the figures and claims from the run directory alone, without training.
+Each experiment writes one folder, complete or absent (it is built under a hidden temporary name and
+renamed when everything is in it)::
+
+    OUT/NAME/
+      experiment.json   name, title, quick or full, package version, the runs
+      runs/RUN/         one run directory per trained config
+      figures/          PNG and SVG of every figure
+      claims.json       the paper's claims, what this run measured, whether each holds
+
+:func:`redraw` rebuilds the figures and the claims from that folder alone, without training.
+
+An experiment module (``superposition.experiments.NAME``) provides ``NAME``, ``TITLE``,
+``configs(quick) -> dict[str, RunConfig]`` and ``claims(runs) -> list[Claim]``; its figures live in
+``superposition.plots.NAME`` as ``FIGURES: dict[str, Callable[[dict[str, Run]], Figure]]``.
 """
 
+import datetime
+import importlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from superposition.errors import ConfigError
+from superposition import __version__
+from superposition.errors import ConfigError, RunDirError
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
+
+EXPERIMENT_FILE = "experiment.json"
+CLAIMS_FILE = "claims.json"
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    title: str
     module: ModuleType
-    figures: dict[str, Callable[[Run], object]]
+    figures: dict[str, Callable[[dict[str, Run]], Any]]
 
-
-def _experiments() -> dict[str, Experiment]:
-    from superposition.experiments import intro
-    from superposition.plots import intro as intro_plots
-
-    return {
-        intro.NAME: Experiment(intro.NAME, intro.TITLE, intro, {"polygons": intro_plots.polygons}),
-    }
-
+    @property
+    def title(self) -> str:
+        return str(self.module.TITLE)
 
 
 def get(name: str) -> Experiment:
+    """The experiment called ``name`` (ConfigError listing the known ones otherwise)."""
     if name not in EXPERIMENT_NAMES:
         raise ConfigError(
             f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENT_NAMES)}"
         )
-    return _experiments()[name]
+    module_name = name.replace("-", "_")
+    module = importlib.import_module(f"superposition.experiments.{module_name}")
+    plots = importlib.import_module(f"superposition.plots.{module_name}")
+    return Experiment(name, module, dict(plots.FIGURES))
 
 
 def reproduce(
     name: str, out: Path, *, quick: bool = False, force: bool = False, progress: bool | None = None
 ) -> tuple[Path, list[Claim]]:
-    """Train experiment ``name``, save it as ``out/name`` with figures and claims; return both."""
-    from superposition.store import is_run_dir, save_run
+    """Train experiment ``name`` and write ``out/name`` (see the module docstring)."""
+    from superposition.store import atomic_directory, save_run
     from superposition.train import train
 
     exp = get(name)
     target = Path(out) / name
-    if target.exists() and not force:
-        what = "a run" if is_run_dir(target) else "other files"
-        raise ConfigError(f"{target} already holds {what}; pass --force to replace it")
-    run = train(exp.module.config(quick=quick), progress=progress)
-    run.info["experiment"] = name
-    run.info["quick"] = quick
-    save_run(run, target, overwrite=force)
-    return target, redraw(target, run)
+    _check_target(target, force=force)
+    configs = exp.module.configs(quick=quick)
+    runs = {}
+    for run_name, config in configs.items():
+        run = train(config, progress=progress)
+        run.info.update({"experiment": name, "run": run_name, "quick": quick})
+        runs[run_name] = run
+    with atomic_directory(target) as tmp:
+        for run_name, run in runs.items():
+            save_run(run, tmp / "runs" / run_name)
+        meta = {
+            "name": name,
+            "title": exp.title,
+            "quick": quick,
+            "version": __version__,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "runs": list(runs),
+        }
+        (tmp / EXPERIMENT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        claims = _draw(exp, runs, tmp)
+    return target, claims
 
 
-def redraw(path: Path, run: Run | None = None) -> list[Claim]:
-    """(Re)draw the figures and claims of an experiment's run directory, without training."""
-    import matplotlib.pyplot as plt
-
+def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
+    """The experiment and the runs of an experiment folder."""
     from superposition.store import load_run
 
     path = Path(path)
-    run = run if run is not None else load_run(path)
-    name = run.info.get("experiment")
-    if name is None:
-        raise ConfigError(f"{path} is a run but not one made by `superposition reproduce`")
-    exp = get(str(name))
-    figures = path / "figures"
-    figures.mkdir(exist_ok=True)
+    meta_file = path / EXPERIMENT_FILE
+    if not meta_file.is_file():
+        raise RunDirError(f"{path} is not an experiment folder: it has no {EXPERIMENT_FILE}")
+    try:
+        meta = json.loads(meta_file.read_text())
+        names = [str(n) for n in meta["runs"]]
+        exp = get(str(meta["name"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{meta_file} is not a valid experiment description ({exc})") from None
+    return exp, {n: load_run(path / "runs" / n) for n in names}
+
+
+def redraw(path: Path) -> list[Claim]:
+    """(Re)draw the figures and claims of an experiment folder, without training."""
+    exp, runs = load_runs(Path(path))
+    return _draw(exp, runs, Path(path))
+
+
+def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
+    import matplotlib.pyplot as plt
+
+    from superposition.store import write_figure
+
+    (folder / "figures").mkdir(exist_ok=True)
     for fig_name, draw in exp.figures.items():
-        fig = draw(run)
+        fig = draw(runs)
         for ext in ("png", "svg"):
-            _atomic_savefig(fig, figures / f"{fig_name}.{ext}")
-        plt.close(fig)  # type: ignore[arg-type]
-    claims = exp.module.claims(run)
-    tmp = path / ".claims.json.tmp"
+            write_figure(folder, f"{fig_name}.{ext}", lambda p, f=fig: f.savefig(p, dpi=150))
+        plt.close(fig)
+    claims = exp.module.claims(runs)
+    tmp = folder / f".{CLAIMS_FILE}.tmp"
     tmp.write_text(json.dumps([c.to_dict() for c in claims], indent=2) + "\n")
-    os.replace(tmp, path / "claims.json")
-    return claims
+    tmp.replace(folder / CLAIMS_FILE)
+    return list(claims)
 
 
-def _atomic_savefig(fig: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=150, format=path.suffix[1:])  # type: ignore[attr-defined]
-    os.replace(tmp, path)
+def _check_target(target: Path, *, force: bool) -> None:
+    """Refuse to replace anything without ``force``, and never replace what we did not write."""
+    if not target.exists():
+        return
+    if target.is_dir() and not any(target.iterdir()):
+        return
+    ours = (target / EXPERIMENT_FILE).is_file()
+    if not ours:
+        raise ConfigError(
+            f"{target} exists and is not a reproduced experiment; choose another --out"
+        )
+    if not force:
+        raise ConfigError(f"{target} already holds this experiment's results; pass --force")

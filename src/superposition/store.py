@@ -32,7 +32,7 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +78,29 @@ def save_run(run: Run, path: PathLike, *, overwrite: bool = False) -> Path:
     target = Path(path)
     check_target(target, overwrite=overwrite)
     _check_run(run)
+    with atomic_directory(target) as tmp:
+        _write_contents(run, tmp)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary sibling of ``target`` to fill; when the block ends without an
+    error it is fsynced and renamed to ``target`` (an existing ``target`` is renamed aside first
+    and deleted last), otherwise it is removed. The caller decides whether replacing is allowed."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         tmp.mkdir()
-        _write_contents(run, tmp)
+        yield tmp
         _fsync_dir(tmp)
-        _move_into_place(tmp, target, overwrite=overwrite)
+        _move_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(target.parent)
-    return target
 
 
 def load_run(path: PathLike) -> Run:
@@ -329,11 +339,11 @@ def _write_contents(run: Run, tmp: Path) -> None:
     (tmp / FIGURES_DIR).mkdir()
 
 
-def _move_into_place(tmp: Path, target: Path, *, overwrite: bool) -> None:
+def _move_into_place(tmp: Path, target: Path) -> None:
     if not target.exists():
         os.rename(tmp, target)
         return
-    # an existing run (overwrite=True) or an empty directory: rename it aside, rename the new one
+    # an existing target (the caller allowed replacing it): rename it aside, rename the new one
     # in, then delete the old one
     old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
     os.rename(target, old)

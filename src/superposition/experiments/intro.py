@@ -15,6 +15,7 @@ from superposition.results import Claim, Run
 
 NAME = "intro"
 TITLE = "Introduction: five features in two dimensions"
+RUN = "relu"
 
 
 def densities(count: int = 10) -> tuple[float, ...]:
@@ -22,9 +23,9 @@ def densities(count: int = 10) -> tuple[float, ...]:
     return tuple(float(f"{d:.3g}") for d in np.geomspace(1.0, 1.0 / 20, count))
 
 
-def config(quick: bool = False) -> RunConfig:
-    """The preset; ``quick`` keeps the ten densities but uses fewer seeds and steps."""
-    return RunConfig(
+def configs(quick: bool = False) -> dict[str, RunConfig]:
+    """The preset (one run); ``quick`` keeps the ten densities with fewer seeds and steps."""
+    config = RunConfig(
         data=DataConfig(n_features=5, density=densities(), importance_decay=(0.9,)),
         model=ModelConfig(kind="relu", n_hidden=2),
         train=TrainConfig(
@@ -34,6 +35,7 @@ def config(quick: bool = False) -> RunConfig:
             eval_samples=20_000,
         ),
     )
+    return {RUN: config}
 
 
 def _represented(run: Run, instance: int) -> list[int]:
@@ -41,8 +43,9 @@ def _represented(run: Run, instance: int) -> list[int]:
     return [i for i, v in enumerate(norms.tolist()) if v > 0.5]
 
 
-def claims(run: Run) -> list[Claim]:
+def claims(runs: dict[str, Run]) -> list[Claim]:
     """Check the introduction's three claims on the best instance of each density."""
+    run = runs[RUN]
     best = run.best()
     cfg = run.config
     dens = [g["density"] for g in cfg.groups]

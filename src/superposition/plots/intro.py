@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from superposition import geometry  # noqa: E402
+from superposition.experiments.intro import RUN  # noqa: E402
 from superposition.results import Run  # noqa: E402
 
 
@@ -64,3 +65,6 @@ def polygons(run: Run) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+FIGURES = {"polygons": lambda runs: polygons(runs[RUN])}
