@@ -53,8 +53,13 @@ def get(name: str) -> Experiment:
             f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENT_NAMES)}"
         )
     module_name = name.replace("-", "_")
-    module = importlib.import_module(f"superposition.experiments.{module_name}")
-    plots = importlib.import_module(f"superposition.plots.{module_name}")
+    try:
+        module = importlib.import_module(f"superposition.experiments.{module_name}")
+        plots = importlib.import_module(f"superposition.plots.{module_name}")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").endswith(module_name):
+            raise
+        raise ConfigError(f"experiment {name!r} is not available in this version yet") from None
     return Experiment(name, module, dict(plots.FIGURES))
 
 

@@ -1,4 +1,21 @@
-"""One module per paper section: its preset configs and the claims it checks (layer 3)."""
+"""One module per paper section: its preset configs and the claims it checks (layer 3).
 
-EXPERIMENT_NAMES: tuple[str, ...] = ("intro",)
+An experiment module ``superposition.experiments.<name with underscores>`` provides ``NAME``,
+``TITLE``, ``SECTION``, ``configs(quick) -> dict[str, RunConfig]`` and
+``claims(runs: dict[str, Run]) -> list[Claim]``; its figures live in ``superposition.plots`` under the
+same module name (see :mod:`superposition.reproduce`).
+"""
+
+EXPERIMENT_NAMES: tuple[str, ...] = (
+    "intro",
+    "demonstrating-superposition",
+    "phase-change",
+    "uniform-superposition",
+    "nonuniform-superposition",
+    "correlated-features",
+    "learning-dynamics",
+    "adversarial",
+    "privileged-basis",
+    "computation",
+)
 """The experiments ``superposition reproduce`` knows, in the paper's order."""
