@@ -1,5 +1,13 @@
-"""Figures: one function per figure, records in, matplotlib figure out (layer 4).
+"""Figures: one function per figure, records in, figure out (layer 4).
 
-Importing a figure module imports matplotlib (the non-interactive Agg backend unless another one
-was chosen); ``import superposition`` never does.
+Static figures use matplotlib, interactive ones plotly. Importing a figure module imports its
+plotting library; ``import superposition`` never does. Without a display (a server, CI), matplotlib
+is switched to its file-only Agg backend here, once, unless a notebook's inline backend is in use.
 """
+
+import os
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend().lower():
+    matplotlib.use("Agg")

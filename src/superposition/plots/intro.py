@@ -1,17 +1,12 @@
 """The introduction figure: each density's best model drawn as feature arrows in the hidden plane,
 with its W^T W below (paper, Introduction)."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from superposition import geometry  # noqa: E402
-from superposition.experiments.intro import RUN  # noqa: E402
-from superposition.results import Run  # noqa: E402
+from superposition import geometry
+from superposition.experiments.intro import RUN
+from superposition.results import Run
 
 
 def polygons(run: Run) -> Figure:
