@@ -72,7 +72,7 @@ def reproduce(
 
     exp = get(name)
     target = Path(out) / name
-    _check_target(target, force=force)
+    check_target(target, force=force)
     configs = exp.module.configs(quick=quick)
     runs = {}
     for run_name, config in configs.items():
@@ -126,8 +126,12 @@ def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
     (folder / "figures").mkdir(exist_ok=True)
     for fig_name, draw in exp.figures.items():
         fig = draw(runs)
+
+        def save(path: Path, fig: Any = fig) -> None:
+            fig.savefig(path, dpi=150)
+
         for ext in ("png", "svg"):
-            write_figure(folder, f"{fig_name}.{ext}", lambda p, f=fig: f.savefig(p, dpi=150))
+            write_figure(folder, f"{fig_name}.{ext}", save)
         plt.close(fig)
     claims = exp.module.claims(runs)
     tmp = folder / f".{CLAIMS_FILE}.tmp"
@@ -136,7 +140,7 @@ def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
     return list(claims)
 
 
-def _check_target(target: Path, *, force: bool) -> None:
+def check_target(target: Path, *, force: bool) -> None:
     """Refuse to replace anything without ``force``, and never replace what we did not write."""
     if not target.exists():
         return

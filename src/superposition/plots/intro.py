@@ -1,5 +1,10 @@
 """The introduction figure: each density's best model drawn as feature arrows in the hidden plane,
-with its W^T W below (paper, Introduction)."""
+with its W^T W below (paper, Introduction); :data:`INTERACTIVE` has a plotly version for the
+report."""
+
+import math
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -63,3 +68,92 @@ def polygons(run: Run) -> Figure:
 
 
 FIGURES = {"polygons": lambda runs: polygons(runs[RUN])}
+
+
+def polygons_interactive(run: Run) -> Any:
+    """The polygons figure as a plotly figure: one panel per density with the best instance's
+    feature directions W_i (coloured by importance as in :func:`polygons`); hovering over a tip
+    gives the feature's index, importance and norm."""
+    # plotly is imported here, not at the top: reproducing and drawing the static figures needs
+    # only matplotlib (the ``plot`` extra); plotly comes with the ``report`` extra
+    from plotly.colors import sample_colorscale
+    from plotly.subplots import make_subplots
+
+    cfg = run.config
+    if cfg.model.n_hidden != 2:
+        raise ValueError(
+            f"the polygons figure draws 2-D models; this run has n_hidden={cfg.model.n_hidden}"
+        )
+    best = run.best()
+    W = run.W[best]
+    shapes = geometry.classify(W)
+    norms = geometry.feature_norms(W)
+    importance = cfg.data.feature_importances(cfg.groups[0]["importance_decay"])
+    top, spread = max(importance), (max(importance) - min(importance)) or 1.0
+    colours = sample_colorscale("Plasma", [0.8 * (top - v) / spread for v in importance])
+    n_groups = len(best)
+    cols = min(n_groups, 5)
+    rows = -(-n_groups // cols)
+    titles = [
+        f"1-S = {g['density']:g}<br><span style='font-size:10px'>{shape.label}</span>"
+        for g, shape in zip(cfg.groups, shapes, strict=True)
+    ]
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
+        vertical_spacing=0.12,
+    )
+    lim = max(1.25, float(W.abs().max()) * 1.1)
+    circle = [2 * math.pi * i / 64 for i in range(65)]
+    for col, (group, w) in enumerate(zip(cfg.groups, W, strict=True)):
+        r, c = col // cols + 1, col % cols + 1
+        fig.add_scatter(
+            x=[math.cos(t) for t in circle], y=[math.sin(t) for t in circle], mode="lines",
+            line={"color": "#cccccc", "width": 1}, hoverinfo="skip", row=r, col=c,
+        )
+        xy = w.tolist()
+        for i, (x, y) in enumerate(xy):
+            fig.add_scatter(
+                x=[0, x], y=[0, y], mode="lines", line={"color": colours[i], "width": 2.5},
+                hoverinfo="skip", row=r, col=c,
+            )
+        fig.add_scatter(
+            x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers+text",
+            marker={"color": colours, "size": 9, "line": {"color": "white", "width": 1}},
+            text=[str(i) for i in range(len(xy))], textposition="top center",
+            textfont={"size": 9, "color": "#555555"},
+            customdata=[
+                [i, importance[i], float(norms[col, i]), f"{group['density']:g}"] for i in range(len(xy))
+            ],
+            hovertemplate=(
+                "feature %{customdata[0]}<br>importance %{customdata[1]:.3f}"
+                "<br>norm ||W_i|| %{customdata[2]:.3f}<br>density %{customdata[3]}<extra></extra>"
+            ),
+            row=r, col=c,
+        )
+    fig.update_xaxes(range=[-lim, lim], showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(range=[-lim, lim], showticklabels=False, showgrid=False, zeroline=False)
+    for k in range(1, n_groups + 1):
+        # equal aspect in every panel, so that angles between features read true
+        suffix = "" if k == 1 else str(k)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    for annotation in fig.layout.annotations:
+        annotation.font.size = 12
+    n, m = cfg.data.n_features, cfg.model.n_hidden
+    fig.update_layout(
+        title={
+            "text": (
+                f"{cfg.model.kind} model, n={n} features in m={m} dimensions, importance "
+                f"{cfg.groups[0]['importance_decay']:g}^i; best of {cfg.train.instances} seeds "
+                "per density (hover over a feature for its importance and norm)"
+            ),
+            "font": {"size": 13},
+        },
+        showlegend=False, height=250 * rows + 110, margin={"l": 20, "r": 20, "t": 100, "b": 20},
+        plot_bgcolor="white", paper_bgcolor="white",
+    )
+    return fig
+
+
+INTERACTIVE: dict[str, Callable[[dict[str, Run]], Any]] = {
+    "polygons": lambda runs: polygons_interactive(runs[RUN])
+}

@@ -1,0 +1,118 @@
+"""The report in a real browser: Debian's headless Chromium driven by Playwright.
+
+Every experiment section the report holds must show its figures (each interactive one drawn by
+plotly, each static PNG decoded), with no console error and no request leaving the page (anything
+but file: and data: URLs is aborted and fails the test). A full-page screenshot is saved as a test
+artefact, test-artifacts/report.png.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+from test_report import reproduced_results
+
+from superposition.report import build_report
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# flags that let Chromium run as root on a closed network without trying to reach Google
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(reproduced_results(tmp_path_factory))
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium_offline(report_path: Path) -> None:
+    console_errors: list[str] = []
+    outside: list[str] = []
+
+    def route(r):  # type: ignore[no-untyped-def]
+        url = r.request.url
+        if url.startswith(("file:", "data:")):
+            r.continue_()
+        else:
+            outside.append(url)
+            r.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on(
+                "console",
+                lambda m: console_errors.append(m.text) if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda e: console_errors.append(f"uncaught: {e}"))
+            page.route("**/*", route)
+            page.goto(report_path.as_uri(), wait_until="load")
+
+            sections = page.eval_on_selector_all(
+                "section.experiment",
+                """els => els.map(s => ({
+                    name: s.dataset.experiment,
+                    status: s.dataset.status,
+                    interactive: Number(s.dataset.interactive),
+                    static: Number(s.dataset.static),
+                }))""",
+            )
+            present = [s for s in sections if s["status"] == "ok"]
+            assert present, "the report shows no experiment"
+            expected_plots = sum(s["interactive"] for s in present)
+            # plotly draws asynchronously: wait until every figure has its SVG
+            page.wait_for_function(
+                """n => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 &&
+                   [...document.querySelectorAll('.js-plotly-plot')]
+                     .filter(p => p.querySelector('.main-svg')).length >= n""",
+                arg=expected_plots,
+                timeout=60_000,
+            )
+            for sec in present:
+                sel = f'section[data-experiment="{sec["name"]}"]'
+                rendered = page.eval_on_selector(
+                    sel,
+                    """s => ({
+                        plots: [...s.querySelectorAll('.js-plotly-plot')].filter(
+                            p => p.querySelector('.main-svg') &&
+                                 p.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm, '
+                                   + '.barlayer .trace, .imagelayer image').length > 0).length,
+                        errors: s.querySelectorAll('.figure-error').length,
+                        images: [...s.querySelectorAll('figure.static img')]
+                            .filter(i => i.complete && i.naturalWidth > 0).length,
+                        claims: s.querySelectorAll('table.claims tbody tr').length,
+                    })""",
+                )
+                assert rendered["errors"] == 0, f"{sec['name']}: a figure could not be drawn"
+                assert rendered["plots"] == sec["interactive"], (sec, rendered)
+                assert rendered["images"] == sec["static"], (sec, rendered)
+                assert rendered["claims"] > 0, sec
+            # plotly's "Share chart" button would upload to a server; the report turns it off
+            assert page.locator('.modebar-btn[data-title^="Share"]').count() == 0
+            for sec in sections:
+                if sec["status"] != "ok":
+                    box = page.locator(f'section[data-experiment="{sec["name"]}"] .missing-box')
+                    assert box.is_visible(), sec
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert outside == [], f"the report tried to reach the network: {outside}"
+    assert console_errors == [], console_errors
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"screenshot: {shot}")
