@@ -1,0 +1,158 @@
+"""``superposition sae RUN --out DIR``: SAEs trained on a toy run's activations (layer 5).
+
+Every :class:`~superposition.sae.config.SAEConfig` field is a flag, generated from the dataclass
+with the field's documentation as its help (the same spelling rules as ``superposition train``:
+list-valued fields take comma-separated values, ``none`` for an optional field). Bad input is one
+sentence on stderr, exit status 2, nothing written. The helpers of :mod:`superposition.cli` are
+imported when used, because that module imports this one to register the command.
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from superposition.errors import RunDirError
+from superposition.sae.config import SAEConfig
+
+HELP = "Train sparse autoencoders on a toy run's hidden activations and score them."
+DESCRIPTION = (
+    "Train SAEs on the hidden activations of the toy-model run RUN (its best-of-N instance of "
+    "each group, or --instance K) and score them against the true feature directions: MMCS, "
+    "fraction recovered, L0, dead and dense latents, FVU and the toy model's loss with the "
+    "reconstruction spliced in. Every combination of --n-latents, --l1-coefficient (or --k for "
+    "topk) and --seeds is one SAE instance; all are trained at once. The SAE directory at --out "
+    "holds config.json, weights.safetensors, metrics.json and figures/."
+)
+
+
+def _flags() -> list[Any]:
+    from superposition.cli import FieldFlag, _field_kind
+
+    out = []
+    for f in dataclasses.fields(SAEConfig):
+        kind, optional, choices = _field_kind(f.type)
+        out.append(FieldFlag("sae", f.name, kind, optional, choices))
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from superposition.cli import _add_progress, _default_text
+
+    p.add_argument("run", metavar="RUN", help="Toy-model run directory (superposition train).")
+    p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
+    p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
+    _add_progress(p)
+    group = p.add_argument_group("[sae] " + (SAEConfig.__doc__ or "").splitlines()[0].rstrip("."))
+    defaults = SAEConfig()
+    docs = {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(SAEConfig)}
+    metavars = {"int": "N", "float": "X", "str": "NAME", "ints": "N[,N...]", "floats": "X[,X...]"}
+    for ff in _flags():
+        metavar = "{" + ",".join(ff.choices) + "}" if ff.choices else metavars[ff.kind]
+        group.add_argument(
+            ff.flag,
+            dest=ff.dest,
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=(docs[ff.name] + _default_text(getattr(defaults, ff.name))).replace("%", "%%"),
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> SAEConfig:
+    from superposition.cli import _parse_value
+    from superposition.config import _choice
+
+    values = {}
+    for ff in _flags():
+        if hasattr(args, ff.dest):
+            values[ff.name] = _parse_value(ff, getattr(args, ff.dest))
+            if ff.choices:
+                _choice(ff.name, values[ff.name], ff.choices)
+    return SAEConfig.from_dict(values, source="command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from superposition.cli import EXIT_INTERRUPTED, EXIT_OK
+
+    config = config_from_args(args)  # bad values fail here, before torch is imported
+    source, out = Path(args.run), Path(args.out)
+
+    from superposition.sae.store import check_sae_target, is_sae_dir, save_sae
+    from superposition.sae.train import train_sae
+    from superposition.store import load_run
+
+    if is_sae_dir(source):
+        raise RunDirError(
+            f"{source} is an SAE directory, not a toy-model run; pass the run it was trained on"
+        )
+    if source.is_dir() and not (source / "config.json").is_file():
+        raise RunDirError(f"{source} is not a toy-model run directory (it has no config.json)")
+    toy = load_run(source)
+    check_sae_target(out, overwrite=args.force, hint="--force")
+    try:
+        sae_run = train_sae(
+            toy, config, source_path=str(source), progress=False if args.no_progress else None
+        )
+        save_sae(sae_run, out, overwrite=args.force)
+    except KeyboardInterrupt:
+        print("interrupted: training stopped, nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    figures = draw_figures(sae_run, out)
+    print_summary(sae_run, out, figures)
+    return EXIT_OK
+
+
+def draw_figures(sae_run: Any, out: Path) -> list[str]:
+    """Write figures/recovery.png, and for 2-D toy models decoder_directions.png and (when
+    snapshots were kept and the dictionaries are small) training.gif."""
+    import matplotlib.pyplot as plt
+
+    from superposition.plots import sae as sae_plots
+    from superposition.store import write_figure
+
+    names = []
+    fig = sae_plots.recovery(sae_run)
+    write_figure(out, "recovery.png", lambda p: fig.savefig(p, dpi=110))
+    plt.close(fig)
+    names.append("recovery.png")
+    if sae_run.source_config.model.n_hidden == 2:
+        fig = sae_plots.decoder_directions(sae_run)
+        write_figure(out, "decoder_directions.png", lambda p: fig.savefig(p, dpi=110))
+        plt.close(fig)
+        names.append("decoder_directions.png")
+        if sae_run.snapshots and sae_run.W_dec.shape[1] <= 64:
+            anim = sae_plots.training_animation(sae_run)
+            write_figure(out, "training.gif", lambda p: sae_plots.save_animation(anim, p))
+            names.append("training.gif")
+    return names
+
+
+def print_summary(sae_run: Any, out: Path, figures: list[str]) -> None:
+    from superposition.cli import _fmt
+    from superposition.sae.store import metrics_dict
+
+    cfg, src = sae_run.config, sae_run.source_config
+    secs = sae_run.info.get("seconds")
+    print(
+        f"trained {sae_run.n_instances} {cfg.architecture} SAE instance(s) on the {src.model.kind} "
+        f"toy model (n_features={src.data.n_features}, n_hidden={src.model.n_hidden}), toy "
+        f"instance(s) {sae_run.toy_instances}, {cfg.steps} steps"
+        + (f" in {secs:g} s" if isinstance(secs, int | float) else "")
+    )
+    sweep = "k" if cfg.architecture == "topk" else "lambda"
+    header = ("toy", "latents", sweep, "MMCS mean", "MMCS max", "recov. mean", "recov. max")
+    widths = (4, 7, 8, 9, 8, 11, 10)
+    print("  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    for g in metrics_dict(sae_run)["groups"]:
+        value = g["k"] if cfg.architecture == "topk" else g["coefficient"]
+        cells = (
+            str(g["toy_instance"]), str(g["n_latents"]), f"{value:g}", _fmt(g["mmcs_mean"], 3),
+            _fmt(g["mmcs_max"], 3), _fmt(g["recovered_fraction_mean"], 3),
+            _fmt(g["recovered_fraction_max"], 3),
+        )  # fmt: skip
+        print("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    print(f"saved to {out}" + (f" (figures: {', '.join(figures)})" if figures else ""))
+
+
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]

@@ -1,0 +1,427 @@
+"""Train many SAEs at once on the hidden activations of a trained toy model, then score them.
+
+Each step samples fresh inputs from the toy run's own feature distribution for every SAE instance
+(``FeatureDistribution.from_config(run.config)``, rows of the chosen toy instances), computes the
+toy model's hidden activations ``h`` and takes one Adam step of every SAE on them: the parameters of
+all instances live in one flat buffer (:class:`superposition.train.FlatParams`) and the optimiser is
+the toy trainer's :class:`~superposition.train.AdamFlat` (plain Adam, no weight decay). After every
+step the decoder rows are put back on the unit sphere: Sharkey et al. 2022 need it for the L1
+penalty to mean anything, Gao et al. 2024 do the same for TopK, and we keep it for JumpReLU too so
+that the three are scored on equal terms. Nothing is done per instance on the host.
+"""
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from superposition import __version__
+from superposition._types import Bool, Float, Tensor
+from superposition.config import TrainConfig
+from superposition.data import FeatureDistribution, importance_from_config
+from superposition.errors import ConfigError
+from superposition.models import ToyModel
+from superposition.results import Run
+from superposition.sae import metrics
+from superposition.sae.config import SAEConfig, SAEInstance, layout
+from superposition.sae.model import SparseAutoencoder
+from superposition.sae.results import SAERun
+from superposition.train import AdamFlat, FlatParams, derive_seed, lr_at, resolve_device
+
+EVAL_BATCH = 4096
+RESAMPLE_ENCODER_SCALE = 0.2
+"""Resampled encoder rows get this times the mean norm of the live ones (Bricken et al. 2023)."""
+
+
+@dataclass
+class SAEStepInfo:
+    """What a callback sees at a logging step."""
+
+    step: int
+    loss: Float[Tensor, " inst"]
+    sae: SparseAutoencoder
+
+
+SAECallback = Callable[[SAEStepInfo], None]
+
+
+@dataclass
+class Setup:
+    """Everything a training loop needs, gathered for the SAE instances on the ``inst`` axis."""
+
+    instances: list[SAEInstance]
+    toy_instances: list[int]
+    toy: ToyModel
+    dist: FeatureDistribution
+    importance: Float[Tensor, "inst feat"]
+    sae: SparseAutoencoder
+    flat: FlatParams
+
+
+def toy_instances_of(run: Run, config: SAEConfig) -> list[int]:
+    """The toy instances whose activations are used: ``config.instance``, or best-of-N per group."""
+    if config.instance is None:
+        return run.best()
+    if config.instance >= run.n_instances:
+        raise ConfigError(
+            f"instance must be below the run's {run.n_instances} instance(s), got {config.instance}"
+        )
+    return [config.instance]
+
+
+def setup(
+    run: Run,
+    config: SAEConfig,
+    device: torch.device,
+    instances: Sequence[SAEInstance] | None = None,
+) -> Setup:
+    """Build the toy model, distribution, SAE and flat parameters for ``instances`` (default: the
+    config's whole layout)."""
+    n_feat, n_hidden = run.config.data.n_features, run.config.model.n_hidden
+    toy_used = toy_instances_of(run, config)
+    plan = list(instances) if instances is not None else layout(config, toy_used, n_feat)
+    if config.architecture == "topk":
+        for inst in plan:
+            if inst.k > inst.n_latents:
+                raise ConfigError(
+                    f"k={inst.k} is more than the dictionary size n_latents={inst.n_latents}"
+                )
+    idx = torch.tensor([i.toy_instance for i in plan], dtype=torch.long)
+    toy = ToyModel(
+        run.config.model.kind,
+        **{k: v[idx].to(device) for k, v in run.params.items()},
+    )
+    full = FeatureDistribution.from_config(run.config, device)
+    dist = FeatureDistribution(
+        density=full.density[idx.to(device)],
+        correlated=full.correlated,
+        anticorrelated=full.anticorrelated,
+        signed=full.signed,
+    )
+    importance = importance_from_config(run.config, device)[idx.to(device)]
+    n_max = max(i.n_latents for i in plan)
+    flat = FlatParams(init_params(config, plan, n_max, n_hidden), device)
+    mask = torch.arange(n_max, device=device)[None, :] < torch.tensor(
+        [i.n_latents for i in plan], device=device
+    )[:, None]
+    sae = SparseAutoencoder(
+        config.architecture,
+        **flat.params,
+        coefficient=torch.tensor([i.coefficient for i in plan], device=device),
+        k=torch.tensor([i.k for i in plan], dtype=torch.long, device=device),
+        mask=mask,
+        bandwidth=config.bandwidth,
+    )
+    return Setup(plan, toy_used, toy, dist, importance, sae, flat)
+
+
+def init_params(
+    config: SAEConfig, plan: Sequence[SAEInstance], n_max: int, n_hidden: int
+) -> dict[str, Tensor]:
+    """Unit-norm random decoder rows, the encoder initialised to the decoder (Gao et al. 2024),
+    zero biases. An instance's initial weights depend only on its seed and dictionary size, so a
+    sweep over coefficients starts every coefficient from the same dictionaries."""
+    n = len(plan)
+    out = {
+        "W_enc": torch.zeros(n, n_max, n_hidden),
+        "b_enc": torch.zeros(n, n_max),
+        "W_dec": torch.zeros(n, n_max, n_hidden),
+        "b_dec": torch.zeros(n, n_hidden),
+    }
+    if config.architecture == "jumprelu":
+        out["log_threshold"] = torch.full((n, n_max), math.log(config.threshold_init))
+    for j, inst in enumerate(plan):
+        gen = torch.Generator().manual_seed(
+            derive_seed(config.seed, "sae-init", inst.seed, inst.n_latents)
+        )
+        d = torch.randn((inst.n_latents, n_hidden), generator=gen)
+        d /= d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        out["W_dec"][j, : inst.n_latents] = d
+        out["W_enc"][j, : inst.n_latents] = d
+    return out
+
+
+SMALL_STEP = 1 << 21
+"""Elements of the largest per-step tensor below which a CPU step runs on one thread."""
+
+
+@contextlib.contextmanager
+def cpu_settings(device: torch.device, largest: int) -> Iterator[None]:
+    """Settings of torch's CPU kernels while training, restored afterwards (they are global).
+
+    - Denormal floats are flushed to zero: the Adam moments of latents that stop firing decay
+      geometrically into the denormal range, where the CPU computes 10-30x slower (measured: a
+      5-in-2 sweep fell from ~1000 to ~90 steps/s); their values are meaningless there anyway.
+    - A step whose tensors are small (below :data:`SMALL_STEP` elements) runs on one thread: at
+      these sizes the threads' synchronisation costs more than it saves, and on a busy machine
+      every op waits for a descheduled thread (measured: 200 steps of 8 SAEs took 15 s with two
+      threads on a loaded 2-core machine, 0.2 s with one).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_flush_denormal(True)
+    if largest < SMALL_STEP:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _adam_config(config: SAEConfig) -> TrainConfig:
+    return TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        optimizer="adam",
+        weight_decay=0.0,
+        schedule=config.schedule,
+        device="cpu",
+    )
+
+
+def normalize_decoder_(W_dec: Float[Tensor, "inst latent hidden"]) -> None:
+    """Put every decoder row back on the unit sphere (masked, all-zero rows stay zero)."""
+    W_dec.div_(W_dec.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
+
+
+def snapshot_steps(config: SAEConfig, n_hidden: int) -> list[int]:
+    count = config.snapshot_count(n_hidden)
+    if count == 0:
+        return []
+    if count == 1:
+        return [config.steps]
+    return sorted({round(i * config.steps / (count - 1)) for i in range(count)})
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+def train_sae(
+    run: Run,
+    config: SAEConfig,
+    *,
+    source_path: str | None = None,
+    progress: bool | None = None,
+    callbacks: Sequence[SAECallback] = (),
+) -> SAERun:
+    """Train every SAE instance of ``config`` on ``run``'s activations and score it.
+
+    ``progress`` shows a progress bar (default: when stderr is a terminal); callbacks are called at
+    every logging step with a :class:`SAEStepInfo`.
+    """
+    device = resolve_device(config.device)
+    s = setup(run, config, device)
+    started = time.perf_counter()
+    bar = _progress_bar(config, progress)
+    n_inst, n_lat, n_hidden = s.sae.W_dec.shape
+    largest = n_inst * config.batch_size * max(n_lat, n_hidden, s.toy.W.shape[1])
+    with cpu_settings(device, largest):
+        history_steps, history_loss, snaps, resampled = train_loop(s, config, callbacks, bar)
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        gen = torch.Generator(device=device).manual_seed(derive_seed(config.seed, "sae-eval"))
+        scores = evaluate(s, config, gen)
+    scores["resampled"] = resampled
+    scores["final_train_loss"] = history_loss[-1]
+    return SAERun(
+        config=config,
+        source_config=run.config,
+        source_path=source_path,
+        toy_instances=s.toy_instances,
+        toy_params={k: v[s.toy_instances].clone() for k, v in run.params.items()},
+        instances=s.instances,
+        params={k: v.detach().to("cpu", copy=True) for k, v in s.flat.params.items()},
+        history_steps=torch.tensor(history_steps, dtype=torch.long),
+        history_loss=history_loss,
+        snapshot_steps=snapshot_steps(config, run.config.model.n_hidden),
+        snapshots={"W_dec": torch.stack(snaps)} if snaps else {},
+        scores={k: v.to("cpu") for k, v in scores.items()},
+        info={
+            "version": __version__,
+            "device": str(device),
+            "seconds": round(elapsed, 3),
+            "steps_per_second": round(config.steps / elapsed, 2),
+        },
+    )
+
+
+def train_loop(
+    s: Setup, config: SAEConfig, callbacks: Sequence[SAECallback] = (), bar: Any = None
+) -> tuple[list[int], Tensor, list[Tensor], Tensor]:
+    """Run ``config.steps`` steps on a :class:`Setup`; return the logged steps, the logged losses
+    [log, inst], the decoder snapshots and the number of resampled latents per instance."""
+    device = s.flat.flat.device
+    adam_cfg = _adam_config(config)
+    adam = AdamFlat(s.flat, adam_cfg)
+    gen = torch.Generator(device=device).manual_seed(derive_seed(config.seed, "sae-data"))
+    resample_gen = torch.Generator(device=device).manual_seed(
+        derive_seed(config.seed, "sae-resample")
+    )
+    n_hidden = s.toy.W.shape[-1]
+    snap_at = set(snapshot_steps(config, n_hidden))
+    every = config.resample_dead_every
+    fired = torch.zeros_like(s.sae.mask)
+    resampled = torch.zeros(len(s.instances), dtype=torch.long, device=device)
+    log_steps: list[int] = []
+    log_loss: list[Tensor] = []
+    snaps: list[Tensor] = []
+    reported = 0
+    for step in range(config.steps):
+        if step in snap_at:
+            snaps.append(s.sae.W_dec.detach().to("cpu", copy=True))
+        logging = step % config.log_every == 0 or step == config.steps - 1
+        h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
+        loss, f = s.sae.loss_and_grads(h, s.flat.grads, with_loss=logging)
+        if every:
+            fired |= (f != 0).any(dim=1)
+        adam.step(lr_at(step, adam_cfg))
+        normalize_decoder_(s.sae.W_dec)
+        if every and (step + 1) % every == 0 and step + 1 <= config.steps // 2:
+            resampled += resample_dead(s.sae, adam, s.flat, h, ~fired & s.sae.mask, resample_gen)
+            fired.zero_()
+        if logging:
+            assert loss is not None
+            log_steps.append(step)
+            log_loss.append(loss.to("cpu"))
+            info = SAEStepInfo(step=step, loss=loss, sae=s.sae)
+            for cb in callbacks:
+                cb(info)
+            if bar is not None:
+                bar.update(step + 1 - reported)
+                reported = step + 1
+    if config.steps in snap_at:
+        snaps.append(s.sae.W_dec.detach().to("cpu", copy=True))
+    return log_steps, torch.stack(log_loss), snaps, resampled.to("cpu")
+
+
+@torch.no_grad()
+def resample_dead(
+    sae: SparseAutoencoder,
+    adam: AdamFlat,
+    flat: FlatParams,
+    h: Float[Tensor, "inst batch hidden"],
+    dead: Bool[Tensor, "inst latent"],
+    generator: torch.Generator,
+) -> Tensor:
+    """Re-initialise dead latents towards inputs the SAE reconstructs badly (Bricken et al. 2023):
+    for each dead latent draw a sample of ``h`` with probability proportional to its squared
+    reconstruction error, point the decoder row along that input, the encoder row along it too
+    (scaled to 0.2 x the mean norm of the live encoder rows, so the latent fires on it), zero its
+    encoder bias and its Adam moments. Returns the number of latents resampled per instance."""
+    n_dead = dead.sum(-1)
+    if not bool(n_dead.any()):
+        return n_dead
+    n_inst, _, n_hidden = h.shape
+    n_lat = dead.shape[1]
+    weight = (h - sae.forward(h)).square().sum(-1) + 1e-12  # all exact: uniform over samples
+    pick = torch.multinomial(weight, n_lat, replacement=True, generator=generator)
+    direction = h.gather(1, pick[..., None].expand(-1, -1, n_hidden))
+    norm = direction.norm(dim=-1, keepdim=True)
+    random = torch.randn(direction.shape, generator=generator, device=h.device)
+    direction = torch.where(norm > 1e-6, direction / norm.clamp_min(1e-12), random)
+    direction /= direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    live = sae.mask & ~dead
+    enc_norm = sae.W_enc.norm(dim=-1)
+    mean_live = (enc_norm * live).sum(-1) / live.sum(-1).clamp_min(1)
+    mean_live = torch.where(live.any(-1), mean_live, torch.ones_like(mean_live))
+    d = dead[..., None]
+    sae.W_dec.copy_(torch.where(d, direction, sae.W_dec))
+    enc = direction * (RESAMPLE_ENCODER_SCALE * mean_live)[:, None, None]
+    sae.W_enc.copy_(torch.where(d, enc, sae.W_enc))
+    sae.b_enc.masked_fill_(dead, 0.0)
+    # forget the optimiser's memory of the old latents, so they start afresh
+    for moments in (adam.m, adam.v):
+        views = _views_like(flat, moments)
+        for name in ("W_enc", "W_dec"):
+            views[name].masked_fill_(d, 0.0)
+        views["b_enc"].masked_fill_(dead, 0.0)
+        if "log_threshold" in views:
+            views["log_threshold"].masked_fill_(dead, 0.0)
+    return n_dead
+
+
+def _views_like(flat: FlatParams, buf: Tensor) -> dict[str, Tensor]:
+    out, offset = {}, 0
+    for name, shape in flat.shapes.items():
+        size = math.prod(shape)
+        out[name] = buf[offset : offset + size].view(shape)
+        offset += size
+    return out
+
+
+def _progress_bar(config: SAEConfig, progress: bool | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.steps, unit="step", desc="training SAEs", leave=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# scores
+
+
+@torch.no_grad()
+def evaluate(s: Setup, config: SAEConfig, generator: torch.Generator) -> dict[str, Tensor]:
+    """Every score of :mod:`superposition.sae.metrics` for each instance, on fresh samples."""
+    sae, toy = s.sae, s.toy
+    n_inst = len(s.instances)
+    dev = s.importance.device
+    zeros = lambda: torch.zeros(n_inst, device=dev)  # noqa: E731
+    err, sum_h2, toy_loss, spl_loss, l0 = (zeros() for _ in range(5))
+    sum_h = torch.zeros(n_inst, toy.W.shape[-1], device=dev)
+    fires = torch.zeros(sae.mask.shape, device=dev)
+    done = 0
+    while done < config.eval_samples:
+        n = min(EVAL_BATCH, config.eval_samples - done)
+        x = s.dist.sample(n, generator)
+        h = toy.hidden(x)
+        f = sae.encode(h)
+        h_hat = sae.decode(f)
+        err += (h_hat - h).square().sum(dim=(1, 2))
+        sum_h += h.sum(dim=1)
+        sum_h2 += h.square().sum(dim=(1, 2))
+        active = f != 0
+        fires += active.sum(1)
+        l0 += active.sum(dim=(1, 2))
+        toy_loss += toy.loss(x, s.importance) * n
+        spl_loss += metrics.spliced_loss(toy, x, h_hat, s.importance) * n
+        done += n
+    total = config.eval_samples
+    variance = sum_h2 - sum_h.square().sum(-1) / total  # sum over samples of |h - mean h|^2
+    true = toy.W
+    counted = metrics.represented(true)
+    max_cos = metrics.max_cosine(sae.W_dec, true, sae.mask)
+    fire_rate = fires / total
+    dead = ((fires == 0) & sae.mask).sum(-1)
+    n_latents = sae.mask.sum(-1)
+    fvu = err / variance.clamp_min(1e-30)
+    return {
+        "mmcs": metrics.mmcs(max_cos, counted),
+        "recovered_fraction": metrics.recovered_fraction(
+            max_cos, counted, config.recovery_threshold
+        ),
+        "max_cosine": max_cos,
+        "represented": counted,
+        "l0": l0 / total,
+        "dead": dead,
+        "dead_fraction": dead / n_latents,
+        "dense": ((fire_rate > config.dense_threshold) & sae.mask).sum(-1),
+        "mse": err / total,
+        "fvu": fvu,
+        "toy_loss": toy_loss / total,
+        "spliced_loss": spl_loss / total,
+        "loss_increase": (spl_loss - toy_loss) / total,
+    }
