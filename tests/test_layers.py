@@ -16,7 +16,7 @@ LAYERS = {
     "train": 2, "store": 2, "fastpaths": 2,
     "sweep": 3, "experiments": 3, "sae": 3,
     "plots": 4, "report": 4, "reproduce": 4,
-    "cli": 5, "__main__": 5, "distributed": 5,
+    "cli": 5, "cli_sweep": 5, "cli_sae": 5, "__main__": 5, "distributed": 5,
 }
 
 

@@ -391,3 +391,9 @@ def test_relative_importance_scales_the_last_feature_and_forms_groups():
     assert imp[2].tolist() == [1.0, 1.0, 4.0]
     with pytest.raises(ConfigError, match="relative_importance must be > 0, got -1"):
         DataConfig(n_features=2, relative_importance=(-1.0,))
+
+
+def test_stacked_configs_share_one_chunk_when_the_budget_allows():
+    runs = train_many([_cfg(seed=s, instances=2) for s in range(5)])
+    assert runs[0].info["chunks"] == 1
+    assert runs[0].info["chunk_instances"] == 10

@@ -1,4 +1,4 @@
-"""The command line: ``superposition train | inspect | reproduce`` (layer 5).
+"""The command line: ``superposition train | inspect | reproduce | report | sweep | sae`` (layer 5).
 
 Every config field becomes a flag of ``superposition train``, generated from the dataclasses with
 the field's documentation as its help, so the two cannot drift apart. Bad input (a
@@ -466,20 +466,39 @@ def experiment_names() -> tuple[str, ...]:
 
 
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "name", metavar="NAME", help=f"Experiment to reproduce: {', '.join(experiment_names())}."
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help=f"Experiment to reproduce: {', '.join(experiment_names())}.",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="Reproduce every experiment in the paper's order, then write DIR/report.html.",
     )
     p.add_argument(
         "--out", required=True, metavar="DIR", help="Folder in which to write the run DIR/NAME."
     )
     p.add_argument("--quick", action="store_true", help="Fewer seeds and steps (a quick look).")
-    p.add_argument("--force", action="store_true", help="Replace a run already at DIR/NAME.")
+    p.add_argument(
+        "--force", action="store_true", help="Replace results already at DIR/NAME (every NAME)."
+    )
     _add_progress(p)
+
+
+def _print_claims(claims: Sequence[Any]) -> None:
+    for c in claims:
+        print(f"[{'holds' if c.holds else 'FAILS'}] {c.section}: {c.text}")
+        print(f"         measured: {c.measured}")
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
     from superposition import reproduce
 
+    if args.all:
+        return _run_reproduce_all(args)
     if args.name not in experiment_names():
         raise ConfigError(
             f"unknown experiment {args.name!r}; known experiments: {', '.join(experiment_names())}"
@@ -495,16 +514,113 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: training stopped, nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    for c in claims:
-        print(f"[{'holds' if c.holds else 'FAILS'}] {c.section}: {c.text}")
-        print(f"         measured: {c.measured}")
+    _print_claims(claims)
     print(f"saved to {target} (figures in {target / 'figures'})")
+    return EXIT_OK
+
+
+def _run_reproduce_all(args: argparse.Namespace) -> int:
+    from superposition import report, reproduce
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    report._plotly_js()  # the report needs plotly: say so before training, not after
+    available, skipped = [], []
+    for name in experiment_names():
+        try:
+            reproduce.get(name)
+        except ConfigError:
+            skipped.append(name)
+            continue
+        available.append(name)
+    # every target is checked before anything is trained: a refusal after an hour of training,
+    # or a folder half-filled by --all, would be worse than refusing at once
+    refusals, existing = [], []
+    for name in available:
+        try:
+            reproduce.check_target(out / name, force=args.force)
+        except ConfigError as exc:
+            if (out / name / reproduce.EXPERIMENT_FILE).is_file():
+                existing.append(name)
+            else:
+                refusals.append(str(exc))
+    if existing:
+        refusals.append(
+            f"{out} already holds results of {', '.join(existing)}; pass --force to replace them"
+        )
+    if refusals:
+        raise ConfigError("; ".join(refusals) + " (nothing was trained)")
+    for name in skipped:
+        print(f"skipping {name}: not available in this version yet")
+    for k, name in enumerate(available, 1):
+        print(f"== {k}/{len(available)} {name}")
+        try:
+            target, claims = reproduce.reproduce(
+                name,
+                out,
+                quick=args.quick,
+                force=args.force,
+                progress=False if args.no_progress else None,
+            )
+        except KeyboardInterrupt:
+            done = ", ".join(available[: k - 1]) or "none"
+            print(
+                f"interrupted: {name} was not saved; finished experiments ({done}) are in {out}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        _print_claims(claims)
+        print(f"saved to {target}")
+    info = report.write_report(out)
+    print(f"report: {info.path}")
+    print(info.summary())
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "dir", metavar="DIR", help="Results folder written by `superposition reproduce --out DIR`."
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="Where to write the HTML file (default: DIR/report.html).",
+    )
+    p.add_argument(
+        "--no-redraw",
+        action="store_true",
+        help="Show the figures and claims already in DIR instead of redrawing them from the runs.",
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from superposition import report
+
+    info = report.write_report(
+        Path(args.dir),
+        out=Path(args.out) if args.out else None,
+        redraw=not args.no_redraw,
+    )
+    for sec in info.sections:
+        if sec.status == "ok":
+            print(f"{sec.name}: {sec.holding} of {len(sec.claims)} claims hold")
+        else:
+            print(f"{sec.name}: {sec.status}. {sec.problem}")
+    print(info.summary())
+    print(f"report: {info.path}")
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------------
 # the parser and main
 
+
+from superposition import cli_sae, cli_sweep  # noqa: E402 - their functions import cli lazily
 
 COMMANDS: dict[str, Command] = {
     "train": Command(
@@ -526,6 +642,16 @@ COMMANDS: dict[str, Command] = {
         _add_reproduce,
         _run_reproduce,
     ),
+    "report": Command(
+        "Write the HTML report of a results folder (figures redrawn from the runs, no training).",
+        _add_report,
+        _run_report,
+        "Redraw every experiment's figures and claims from the run directories in DIR (no "
+        "training) and write one self-contained HTML page, DIR/report.html: claims beside what "
+        "was measured, interactive and static figures, and what is missing from DIR.",
+    ),
+    "sweep": Command(cli_sweep.HELP, cli_sweep.add_arguments, cli_sweep.run, cli_sweep.DESCRIPTION),
+    "sae": Command(cli_sae.HELP, cli_sae.add_arguments, cli_sae.run, cli_sae.DESCRIPTION),
 }
 
 

@@ -169,10 +169,12 @@ def bytes_per_instance(config: RunConfig) -> int:
     return 4 * max(step, 5 * min(config.train.eval_samples, EVAL_BATCH) * n)
 
 
-def chunk_size(config: RunConfig, device: torch.device) -> int:
+def chunk_size(config: RunConfig, device: torch.device, instances: int | None = None) -> int:
+    """How many of ``instances`` (default: the config's) one chunk may train within the budget."""
     budget = config.train.memory_budget_gb
     budget_bytes = budget * 2**30 if budget is not None else default_memory_budget(device)
-    return max(1, min(config.n_instances, int(budget_bytes // bytes_per_instance(config))))
+    total = config.n_instances if instances is None else instances
+    return max(1, min(total, int(budget_bytes // bytes_per_instance(config))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,7 +311,7 @@ def train_many(
     elif path != "torch" and device.type != "cpu":
         raise ConfigError(f"the {path!r} path runs on the CPU only; use 'torch' or 'auto'")
     table = Instances.cat([Instances.of(c) for c in configs])
-    size = max(1, min(len(table), chunk_size(template, device)))
+    size = chunk_size(template, device, len(table))
     started = time.perf_counter()
     bar = _progress_bar(template, progress, math.ceil(len(table) / size))
     parts = []

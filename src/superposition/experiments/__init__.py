@@ -2,8 +2,8 @@
 
 An experiment module ``superposition.experiments.<name with underscores>`` provides ``NAME``,
 ``TITLE``, ``SECTION``, ``configs(quick) -> dict[str, RunConfig]`` and
-``claims(runs: dict[str, Run]) -> list[Claim]``; its figures live in ``superposition.plots`` under the
-same module name (see :mod:`superposition.reproduce`).
+``claims(runs: dict[str, Run]) -> list[Claim]``; its figures live in ``superposition.plots`` under
+the same module name (see :mod:`superposition.reproduce`).
 """
 
 EXPERIMENT_NAMES: tuple[str, ...] = (

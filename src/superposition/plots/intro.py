@@ -122,7 +122,8 @@ def polygons_interactive(run: Run) -> Any:
             text=[str(i) for i in range(len(xy))], textposition="top center",
             textfont={"size": 9, "color": "#555555"},
             customdata=[
-                [i, importance[i], float(norms[col, i]), f"{group['density']:g}"] for i in range(len(xy))
+                [i, importance[i], float(norms[col, i]), f"{group['density']:g}"]
+                for i in range(len(xy))
             ],
             hovertemplate=(
                 "feature %{customdata[0]}<br>importance %{customdata[1]:.3f}"

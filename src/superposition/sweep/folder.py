@@ -1,0 +1,387 @@
+"""A sweep's folder on disk, its table (``results.csv``) and :class:`SweepResult`.
+
+::
+
+    DIR/sweep.json        the sweep (base config and axes), its id, the package version, the points
+    DIR/points/NNNN/      one complete run directory per point (superposition.store), atomic
+    DIR/results.csv       one row per point: axis values and metrics of the best seed (see
+                          :func:`point_row`); written at the end, rebuilt from the point folders
+
+A point is done when its run directory is complete and holds its own config.
+"""
+
+import csv
+import datetime
+import io
+import json
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superposition.config import SECTIONS, RunConfig
+from superposition.errors import ConfigError, RunDirError
+from superposition.results import Run
+from superposition.sweep.grid import Axis, PathLike, SweepConfig, plain
+
+SWEEP_SCHEMA_VERSION = 1
+SWEEP_FILE = "sweep.json"
+POINTS_DIR = "points"
+TABLE_FILE = "results.csv"
+
+
+# --------------------------------------------------------------------------------------------------
+# the output folder
+
+
+def point_dir(out: PathLike, sweep: SweepConfig, index: int) -> Path:
+    width = max(4, len(str(sweep.n_points - 1)))
+    return Path(out) / POINTS_DIR / f"{index:0{width}d}"
+
+
+def point_done(out: PathLike, sweep: SweepConfig, index: int) -> bool:
+    """Whether point ``index`` has a complete run directory holding its own config."""
+    from superposition.store import is_run_dir, read_config_json
+
+    path = point_dir(out, sweep, index)
+    if not is_run_dir(path):
+        return False
+    try:
+        raw = read_config_json(path)
+        config = RunConfig.from_dict({k: raw[k] for k in SECTIONS if k in raw})
+    except (ConfigError, KeyError):
+        return False
+    return config == sweep.point_config(index)
+
+
+def done_points(out: PathLike, sweep: SweepConfig) -> list[int]:
+    return [i for i in range(sweep.n_points) if point_done(out, sweep, i)]
+
+
+def read_sweep_file(out: PathLike) -> dict[str, Any]:
+    """``DIR/sweep.json``, checked for its schema and its id."""
+    from superposition.store import _read_json
+
+    file = Path(out) / SWEEP_FILE
+    raw = _read_json(file)
+    if not isinstance(raw, dict) or raw.get("schema_version") != SWEEP_SCHEMA_VERSION:
+        raise RunDirError(
+            f"{file} is not a sweep file of schema_version {SWEEP_SCHEMA_VERSION} written by "
+            "superposition"
+        )
+    for key in ("sweep", "sweep_id"):
+        if key not in raw:
+            raise RunDirError(f"{file} has no {key!r}")
+    return raw
+
+
+def check_folder(out: PathLike, sweep: SweepConfig, *, force: bool = False) -> bool:
+    """Whether ``out`` already holds ``sweep`` (a resume); refuse what must not be replaced.
+
+    A folder holding a different sweep is refused unless ``force``; a file or a non-empty folder
+    that is not a sweep is always refused: nothing but a sweep is ever deleted. Writes nothing.
+    """
+    target = Path(out)
+    if target.is_dir() and (target / SWEEP_FILE).is_file():
+        raw = read_sweep_file(target)
+        if raw["sweep_id"] == sweep.sweep_id:
+            return True
+        if not force:
+            raise ConfigError(
+                f"{target} holds a different sweep (id {raw['sweep_id']}, "
+                f"{raw.get('describe', 'other axes')}); choose another --out or pass --force "
+                "to replace it"
+            )
+    elif target.exists() and not (target.is_dir() and not any(target.iterdir())):
+        what = "a file" if not target.is_dir() else "a folder that is not a sweep"
+        raise ConfigError(f"{target} exists and is {what}; choose another --out or remove it")
+    return False
+
+
+def create_folder(out: PathLike, sweep: SweepConfig) -> None:
+    """Write a fresh sweep folder at ``out`` (replacing what :func:`check_folder` allowed): built
+    under a hidden name and renamed into place, so it never looks like a sweep half made."""
+    from superposition.store import _move_into_place
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.mkdir()
+        (tmp / POINTS_DIR).mkdir()
+        _write_sweep_file(tmp, sweep)
+        _move_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_sweep_file(folder: Path, sweep: SweepConfig) -> None:
+    from superposition import __version__
+    from superposition.store import _write_json
+
+    doc = {
+        "schema_version": SWEEP_SCHEMA_VERSION,
+        "sweep_id": sweep.sweep_id,
+        "version": __version__,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "describe": sweep.describe(),
+        "sweep": sweep.to_dict(),
+        "points": [
+            {
+                "point": i,
+                "dir": str(point_dir("", sweep, i)),
+                "values": {k: plain(v) for k, v in values.items()},
+            }
+            for i, values in enumerate(sweep.points)
+        ],
+    }
+    _write_json(folder / SWEEP_FILE, doc)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    from superposition.store import _fsync_dir, _fsync_file
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+# --------------------------------------------------------------------------------------------------
+# the table
+
+
+FIXED_COLUMNS = ("point",)
+METRIC_COLUMNS = ("best_instance", "best_loss", "mean_loss", "dimensions_per_feature", "geometry")
+PER_FEATURE = {
+    "feature_norms": "norm",
+    "feature_dimensionality": "dimensionality",
+    "superposition": "superposition",
+}
+"""Geometry measures of the best seed: one column per feature (``norm_0`` ...), or, when the points
+have different numbers of features, one JSON-list column each (``norm`` ...)."""
+
+
+def table_columns(sweep: SweepConfig) -> list[str]:
+    cols = [*FIXED_COLUMNS, *sweep.names, *METRIC_COLUMNS]
+    n = sweep.common_n_features
+    for prefix in PER_FEATURE.values():
+        cols += [f"{prefix}_{i}" for i in range(n)] if n else [prefix]
+    return cols
+
+
+def point_row(sweep: SweepConfig, index: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """One table row from a point's ``metrics.json``: its axis values, the best seed (by held-out
+    loss), the best and mean loss over seeds, and the best seed's geometry."""
+    loss = [math.nan if v is None else float(v) for v in metrics["loss"]]
+    best = int(metrics["best"][0])
+    geo = metrics["geometry"]
+    dpf = geo["dimensions_per_feature"][best]
+    row: dict[str, Any] = {"point": index, **sweep.point_values(index)}
+    row.update(
+        best_instance=best,
+        best_loss=loss[best],
+        mean_loss=float(np.mean(loss)),
+        dimensions_per_feature=math.inf if dpf is None else float(dpf),
+        geometry=geo["geometry"][best],
+    )
+    common = sweep.common_n_features is not None
+    for key, prefix in PER_FEATURE.items():
+        values = [math.nan if v is None else float(v) for v in geo[key][best]]
+        if common:
+            row.update({f"{prefix}_{i}": v for i, v in enumerate(values)})
+        else:
+            row[prefix] = tuple(values)
+    return row
+
+
+def build_table(out: PathLike, sweep: SweepConfig) -> list[dict[str, Any]]:
+    """The table rebuilt from the point folders (every point must be done)."""
+    from superposition.store import METRICS_FILE, _read_json
+
+    missing = [i for i in range(sweep.n_points) if not point_done(out, sweep, i)]
+    if missing:
+        raise RunDirError(
+            f"{out} is not finished: {len(missing)} of {sweep.n_points} points are missing "
+            f"(the first is point {missing[0]}); run the sweep again to finish it"
+        )
+    return [
+        point_row(sweep, i, _read_json(point_dir(out, sweep, i) / METRICS_FILE))
+        for i in range(sweep.n_points)
+    ]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, tuple):
+        return json.dumps([_cell_number(v) for v in value])
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _cell_number(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+
+def table_csv(sweep: SweepConfig, rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = table_columns(sweep)
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in cols])
+    return buf.getvalue()
+
+
+def parse_table(sweep: SweepConfig, text: str, *, source: str) -> list[dict[str, Any]]:
+    """Rows of ``results.csv`` with the types :func:`point_row` gives them."""
+    reader = csv.DictReader(io.StringIO(text))
+    cols = table_columns(sweep)
+    if reader.fieldnames != cols:
+        raise RunDirError(f"{source} does not have this sweep's columns; delete it to rebuild it")
+    labels = {a.field: {a.label(v): v for v in a.values} for a in sweep.axes}
+    rows = []
+    try:
+        for raw in reader:
+            row: dict[str, Any] = {}
+            for c in cols:
+                text_value = raw[c]
+                if c in labels:
+                    row[c] = labels[c][text_value]
+                elif c in ("point", "best_instance"):
+                    row[c] = int(text_value)
+                elif c == "geometry":
+                    row[c] = text_value
+                elif text_value.startswith("["):
+                    row[c] = tuple(float(v) for v in json.loads(text_value))
+                else:
+                    row[c] = float(text_value)
+            rows.append(row)
+    except (KeyError, ValueError, TypeError):
+        raise RunDirError(f"{source} is damaged; delete it to rebuild it") from None
+    if [r["point"] for r in rows] != list(range(sweep.n_points)):
+        raise RunDirError(f"{source} does not list every point once; delete it to rebuild it")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+
+
+class SweepResult:
+    """A finished sweep folder: labelled points, the table, each point's :class:`Run`."""
+
+    def __init__(
+        self,
+        path: PathLike,
+        sweep: SweepConfig,
+        rows: list[dict[str, Any]],
+        info: dict[str, Any] | None = None,
+    ):
+        self.path = Path(path)
+        self.sweep = sweep
+        self._rows = rows
+        self.info = info or {}
+        """How the last :func:`run_sweep` went: points trained and kept, chunks, seconds."""
+
+    @classmethod
+    def load(cls, path: PathLike) -> "SweepResult":
+        """Read a sweep folder; its table comes from ``results.csv`` or, when that is missing,
+        from the point folders (the sweep must be finished)."""
+        root = Path(path)
+        if not (root / SWEEP_FILE).is_file():
+            raise RunDirError(f"{root} is not a sweep folder: it has no {SWEEP_FILE}")
+        raw = read_sweep_file(root)
+        sweep = SweepConfig.from_dict(raw["sweep"], source=str(root / SWEEP_FILE))
+        if sweep.sweep_id != raw["sweep_id"]:
+            raise RunDirError(f"{root / SWEEP_FILE} has a sweep_id that does not match its sweep")
+        table = root / TABLE_FILE
+        if table.is_file():
+            rows = parse_table(sweep, table.read_text(encoding="utf-8"), source=str(table))
+        else:
+            rows = build_table(root, sweep)
+        return cls(root, sweep, rows)
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        return self.sweep.points
+
+    @property
+    def axes(self) -> dict[str, tuple[Any, ...]]:
+        return {a.field: a.values for a in self.sweep.axes}
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per point (the content of ``results.csv``)."""
+        return [dict(r) for r in self._rows]
+
+    def grid(self, metric: str) -> np.ndarray:
+        """A table column shaped like the axes (``[len(axis_0), len(axis_1), ...]``)."""
+        cols = table_columns(self.sweep)
+        if metric not in cols:
+            raise ConfigError(f"no column {metric!r} in the table; columns: {', '.join(cols)}")
+        values = [r[metric] for r in self._rows]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        array = np.array(values, dtype=float if numeric else object)
+        return array.reshape(self.sweep.shape)
+
+    def index(self, *, nearest: bool = False, **values: Any) -> int:
+        """The point with these axis values (every axis with more than one value must be given);
+        ``nearest`` takes the closest value of a numeric axis instead of refusing."""
+        unknown = sorted(set(values) - set(self.sweep.names))
+        if unknown:
+            raise ConfigError(
+                f"{unknown[0]!r} is not an axis of this sweep; axes: {', '.join(self.sweep.names)}"
+            )
+        position = []
+        for axis in self.sweep.axes:
+            if axis.field not in values:
+                if len(axis.values) > 1:
+                    raise ConfigError(
+                        f"give a value of {axis.field} too (it has {len(axis.values)} values)"
+                    )
+                position.append(0)
+                continue
+            position.append(_find(axis, values[axis.field], nearest))
+        return int(np.ravel_multi_index(position, self.sweep.shape))
+
+    def select(self, *, nearest: bool = False, **values: Any) -> Run:
+        """The run of the point with these axis values (see :meth:`index`), all its seeds."""
+        return self.run(self.index(nearest=nearest, **values))
+
+    def run(self, index: int) -> Run:
+        from superposition.store import load_run
+
+        self.sweep.point_config(index)  # range check
+        return load_run(point_dir(self.path, self.sweep, index))
+
+    def runs(self) -> Iterator[tuple[dict[str, Any], Run]]:
+        """Every point's values and run, loaded one at a time."""
+        for i, values in enumerate(self.sweep.points):
+            yield values, self.run(i)
+
+
+def _find(axis: Axis, value: Any, nearest: bool) -> int:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    for j, v in enumerate(axis.values):
+        if v == value or (
+            numeric and isinstance(v, int | float) and math.isclose(v, value, rel_tol=1e-9)
+        ):
+            return j
+    if nearest and numeric and all(isinstance(v, int | float) for v in axis.values):
+        return int(np.argmin([abs(v - value) for v in axis.values]))
+    shown = ", ".join(axis.label(v) for v in axis.values[:8]) + (
+        " ..." if len(axis.values) > 8 else ""
+    )
+    hint = "; pass nearest=True to take the closest" if numeric else ""
+    raise ConfigError(f"{axis.field}={value!r} is not on the axis (values: {shown}){hint}")

@@ -1,0 +1,275 @@
+"""Running a sweep: points packed into chunks, chunks trained by a backend, the table at the end.
+
+Points that can share one batched training (equal :func:`superposition.train.stack_key`) are
+packed, whole, into as few chunks as the memory budget allows; a chunk is one
+:func:`~superposition.train.train_many` call, and whoever trains it writes its points' run
+directories (:func:`train_chunk`). A :class:`Backend` runs the chunks: :class:`LocalBackend` in this
+process one after another, or the Ray backend of :mod:`superposition.distributed` as tasks.
+"""
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from superposition.config import RunConfig
+from superposition.errors import ConfigError
+from superposition.results import Run
+from superposition.sweep.folder import (
+    TABLE_FILE,
+    SweepResult,
+    build_table,
+    check_folder,
+    create_folder,
+    done_points,
+    point_dir,
+    table_csv,
+    write_text_atomic,
+)
+from superposition.sweep.grid import PathLike, SweepConfig
+
+# --------------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Points trained together as one batched training."""
+
+    points: tuple[int, ...]
+    instances: int
+
+
+def plan_chunks(
+    sweep: SweepConfig,
+    points: Sequence[int],
+    *,
+    parallel: int = 1,
+    max_instances: int | None = None,
+) -> list[Chunk]:
+    """Pack ``points`` into as few chunks as the memory budget allows, whole points only.
+
+    Points that can be stacked (same :func:`stack_key`) go together, in point order. With
+    ``parallel`` > 1 (a backend that runs several chunks at once) a group is split into at least
+    that many chunks where it has enough points; ``max_instances`` caps a chunk further.
+    """
+    from superposition.train import stack_key
+
+    groups: dict[Any, list[int]] = {}
+    for i in points:
+        groups.setdefault(stack_key(sweep.point_config(i)), []).append(i)
+    chunks: list[Chunk] = []
+    for members in groups.values():
+        first = sweep.point_config(members[0])
+        total = sum(sweep.point_config(i).n_instances for i in members)
+        cap = memory_capacity(first)
+        if parallel > 1:
+            cap = min(cap, math.ceil(total / parallel))
+        if max_instances is not None:
+            cap = min(cap, max_instances)
+        current: list[int] = []
+        size = 0
+        for i in members:
+            n = sweep.point_config(i).n_instances
+            if current and size + n > cap:
+                chunks.append(Chunk(tuple(current), size))
+                current, size = [], 0
+            current.append(i)
+            size += n
+        chunks.append(Chunk(tuple(current), size))
+    return chunks
+
+
+def memory_capacity(config: RunConfig) -> int:
+    """How many instances of this config one training chunk may hold (the memory budget)."""
+    from superposition.train import bytes_per_instance, default_memory_budget, resolve_device
+
+    budget = config.train.memory_budget_gb
+    budget_bytes = (
+        budget * 2**30
+        if budget is not None
+        else default_memory_budget(resolve_device(config.train.device))
+    )
+    return max(1, int(budget_bytes // bytes_per_instance(config)))
+
+
+# --------------------------------------------------------------------------------------------------
+# training one chunk (what every backend runs)
+
+
+SAVE_THREADS = 8
+"""Points of a chunk written at once."""
+Report = Callable[[float], None]
+"""Called with a number of points (possibly fractional) newly trained."""
+
+
+def train_chunk(
+    out: PathLike, sweep: SweepConfig, points: Sequence[int], report: Report | None = None
+) -> None:
+    """Train ``points`` of ``sweep`` as one batched training and write their run directories.
+
+    ``report`` hears progress in points as training advances (at the logging steps).
+    """
+    from superposition.store import save_run
+    from superposition.train import StepInfo, train_many
+
+    configs = [sweep.point_config(i) for i in points]
+    steps = configs[0].train.steps
+    per_instance = len(points) / sum(c.n_instances for c in configs)
+    trained: dict[int, int] = {}  # instance-steps done, per internal chunk of train_many
+    reported = 0.0
+
+    def on_log(info: StepInfo) -> None:
+        nonlocal reported
+        if report is None:
+            return
+        trained[info.instances.start] = len(info.instances) * (info.step + 1)
+        # nine tenths of a point for training, the last tenth once it is on disk
+        done = 0.9 * per_instance * sum(trained.values()) / steps
+        report(done - reported)
+        reported = done
+
+    runs = train_many(configs, progress=False, callbacks=(on_log,))
+
+    def save(i: int, run: Run) -> None:
+        run.info["sweep"] = {"id": sweep.sweep_id, "point": i, "values": sweep.point_values(i)}
+        save_run(run, point_dir(out, sweep, i), overwrite=True)
+
+    # each save waits for a few fsyncs: overlapping them makes a thousand points cheap to write
+    with ThreadPoolExecutor(max_workers=SAVE_THREADS) as pool:
+        for _ in pool.map(save, points, runs):
+            if report is not None:
+                report(0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# backends
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs a sweep's chunks. Each chunk is :func:`train_chunk`, wherever it runs."""
+
+    name: str
+
+    def open(self) -> int:
+        """Get ready (start or connect); return how many chunks it runs at once."""
+        ...
+
+    def run(self, out: Path, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report) -> None:
+        """Train every chunk; return when all are written (or raise)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """In this process, chunk after chunk (each chunk uses all of torch's and numba's threads)."""
+
+    name = "local"
+
+    def open(self) -> int:
+        return 1
+
+    def run(self, out: Path, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report) -> None:
+        for chunk in chunks:
+            train_chunk(out, sweep, chunk.points, report)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------------
+# running a sweep
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    out: PathLike,
+    *,
+    backend: Backend | None = None,
+    progress: bool | None = None,
+    force: bool = False,
+    max_chunk_instances: int | None = None,
+) -> SweepResult:
+    """Train every point of ``sweep`` that ``out`` does not hold yet, then write the table.
+
+    ``backend`` defaults to :class:`LocalBackend`; ``progress`` shows a bar over points (default:
+    when stderr is a terminal); ``force`` replaces a folder that holds a different sweep;
+    ``max_chunk_instances`` caps a chunk below the memory budget (smaller chunks lose less to an
+    interruption but cost a little more overall).
+    """
+    if max_chunk_instances is not None and (
+        isinstance(max_chunk_instances, bool)
+        or not isinstance(max_chunk_instances, int)
+        or max_chunk_instances < 1
+    ):
+        raise ConfigError(
+            f"max_chunk_instances must be an integer >= 1, got {max_chunk_instances!r}"
+        )
+    backend = backend if backend is not None else LocalBackend()
+    started = time.perf_counter()
+    root = Path(out)
+    resumed = check_folder(root, sweep, force=force)
+    done = set(done_points(root, sweep)) if resumed else set()
+    todo = [i for i in range(sweep.n_points) if i not in done]
+    chunks: list[Chunk] = []
+    # the backend first: a cluster that does not answer leaves nothing behind
+    parallel = backend.open() if todo else 1
+    try:
+        if not resumed:
+            create_folder(root, sweep)
+        if todo:
+            chunks = plan_chunks(sweep, todo, parallel=parallel, max_instances=max_chunk_instances)
+            with _bar(sweep.n_points, len(done), progress) as report:
+                backend.run(root, sweep, chunks, report)
+    finally:
+        if todo:
+            backend.close()
+    rows = build_table(root, sweep)
+    write_text_atomic(root / TABLE_FILE, table_csv(sweep, rows))
+    info = {
+        "backend": backend.name,
+        "points": sweep.n_points,
+        "trained_points": len(todo),
+        "kept_points": len(done),
+        "chunks": len(chunks),
+        "chunk_instances": [c.instances for c in chunks],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return SweepResult(root, sweep, rows, info)
+
+
+class _bar:
+    """A progress bar over points (fractional updates while a chunk trains), or nothing."""
+
+    def __init__(self, total: int, initial: int, progress: bool | None):
+        import sys
+
+        self.tqdm: Any = None
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.tqdm = tqdm(
+                total=total,
+                initial=initial,
+                unit="point",
+                desc="sweep",
+                bar_format="{l_bar}{bar}| {n:.0f}/{total} points [{elapsed}<{remaining}]",
+            )
+
+    def __enter__(self) -> Report:
+        return self.report
+
+    def report(self, points: float) -> None:
+        if self.tqdm is not None and points > 0:
+            self.tqdm.update(points)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
