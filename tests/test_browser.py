@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from test_report import reproduced_results
 
+from superposition.experiments import EXPERIMENT_NAMES
 from superposition.report import build_report
+from superposition.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -33,7 +34,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_report(reproduced_results(tmp_path_factory))
+    """The report of the whole paper reproduced with --quick (what `reproduce --all --quick`
+    writes), so every section of the real report is opened in the browser."""
+    out = tmp_path_factory.mktemp("all-quick")
+    for name in EXPERIMENT_NAMES:
+        reproduce(name, out, quick=True, progress=False)
+    return build_report(out)
 
 
 @pytest.mark.slow
@@ -71,7 +77,7 @@ def test_report_renders_in_chromium_offline(report_path: Path) -> None:
                 }))""",
             )
             present = [s for s in sections if s["status"] == "ok"]
-            assert present, "the report shows no experiment"
+            assert [s["name"] for s in present] == list(EXPERIMENT_NAMES), sections
             expected_plots = sum(s["interactive"] for s in present)
             # plotly draws asynchronously: wait until every figure has its SVG
             page.wait_for_function(
