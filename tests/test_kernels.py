@@ -2,6 +2,7 @@
 the same batch, the documented feature distribution, and determinism."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,34 @@ def test_fast_paths_learn_like_the_torch_path(path):
     fast = train(cfg, progress=False, path=path).loss.mean().item()
     slow = train(cfg, progress=False, path="torch").loss.mean().item()
     assert abs(fast - slow) < 0.15 * slow
+
+
+_DIGEST = """
+import hashlib, superposition as sp
+from superposition.train import train
+cfg = sp.RunConfig(data=sp.DataConfig(n_features=6, density=(1.0, 0.1)),
+                   model=sp.ModelConfig(n_hidden=3),
+                   train=sp.TrainConfig(instances=2, steps=50, batch_size=64, eval_samples=256))
+run = train(cfg, progress=False, path="fused")
+print(hashlib.sha1(run.W.numpy().tobytes() + run.history_loss.numpy().tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_freshly_compiled_kernel_gives_the_cached_kernels_bits(tmp_path):
+    # numba may compile a kernel differently than it loads it from its cache; the sums must not
+    # depend on that, or a resumed sweep or a Ray task would differ from the first run
+    import os
+    import subprocess
+    import sys
+
+    def digest(cache: Path | None) -> str:
+        env = {**os.environ, **({"NUMBA_CACHE_DIR": str(cache)} if cache else {})}
+        out = subprocess.run(
+            [sys.executable, "-c", _DIGEST], env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    fresh = digest(tmp_path / "numba-cache")  # compiles every kernel in this process
+    assert digest(tmp_path / "numba-cache") == fresh  # loads them from the cache it wrote
+    assert digest(None) == fresh  # the package's own cache

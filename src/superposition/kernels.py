@@ -6,7 +6,8 @@ trainer's torch tensors (shared memory), laid out ``[inst, ...]`` like everywher
 Random numbers come from a counter-based stream (splitmix64) whose start is a hash of (key, step),
 each instance having its own key, drawn from a ``torch.Generator`` seeded by its config's seed and
 its index within that config. Each instance is sampled and processed sequentially by one thread, so
-results are bit-identical whatever the thread count, the chunking or the stacking.
+the fused path's results are bit-identical whatever the thread count, the chunking or the stacking
+(the sparse path's samples are too; its dense products are torch's batched matmuls).
 
 Sampling draws only the features that are present. Features are grouped into *units* that share one
 coin: an independent feature, a correlated set or an anticorrelated set. Per instance, candidate
@@ -193,9 +194,35 @@ def csr_to_dense(idx: np.ndarray, val: np.ndarray, rowptr: np.ndarray, x: np.nda
 # --------------------------------------------------------------------------------------------------
 # the fused path: sample and differentiate one instance at a time, in cache (tiny models)
 
-# reassociation lets LLVM vectorise the sums over the batch (still deterministic: one instance is
-# always reduced by one thread in the same order); no assumption about NaN or infinities
-_VECTOR_MATH = {"reassoc", "contract", "nsz"}
+# No "reassoc": with it LLVM vectorises the sums over the batch in an order that differed between a
+# freshly compiled kernel and the same kernel loaded from numba's cache, so an instance could end in
+# different last bits from one process to the next (a resumed sweep, a Ray task). The sums are
+# vectorised by hand instead (:func:`_dot`: eight running sums, always added in the same order).
+# Fused multiply-adds and signed zeros stay free; no assumption about NaN or infinities.
+_VECTOR_MATH = {"contract", "nsz"}
+
+
+@njit(inline="always", fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _dot(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """sum_s a[s] * b[s] in a fixed order: eight interleaved running sums (independent, so the
+    compiler can put them in one vector register without reordering anything), then their total."""
+    n = a.shape[0]
+    full = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
+    for s in range(0, full, 8):
+        s0 += a[s] * b[s]
+        s1 += a[s + 1] * b[s + 1]
+        s2 += a[s + 2] * b[s + 2]
+        s3 += a[s + 3] * b[s + 3]
+        s4 += a[s + 4] * b[s + 4]
+        s5 += a[s + 5] * b[s + 5]
+        s6 += a[s + 6] * b[s + 6]
+        s7 += a[s + 7] * b[s + 7]
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for s in range(full, n):
+        total += a[s] * b[s]
+    return total
 
 
 @njit(fastmath=_VECTOR_MATH, cache=True)
@@ -337,6 +364,8 @@ def _instance_grads(
     h = np.zeros((m, batch), np.float32)
     gh = np.zeros((m, batch), np.float32)
     g = np.empty(batch, np.float32)
+    d = np.empty(batch, np.float32)
+    ones = np.ones(batch, np.float32)
     for i in range(n):
         xi = x[i]
         for a in range(m):
@@ -359,28 +388,21 @@ def _instance_grads(
                 g[s] += w * ha[s]
         xj = x[j]
         cj = coef[j]
-        e = np.float32(0.0)
-        gsum = np.float32(0.0)
         for s in range(batch):
             o = g[s]
             t = abs(xj[s]) if abs_target else xj[s]
             live = o > 0.0 or not output_relu
-            d = (o if live else np.float32(0.0)) - t
-            e += d * d
-            gs = cj * d if live else np.float32(0.0)
-            g[s] = gs
-            gsum += gs
-        err += imp[j] * e
-        ab[j] = gsum
+            ds = (o if live else np.float32(0.0)) - t
+            d[s] = ds
+            g[s] = cj * ds if live else np.float32(0.0)
+        err += imp[j] * _dot(d, d)
+        ab[j] = _dot(g, ones)
         for a in range(m):
             w = dec[j, a]
-            ha = h[a]
             gha = gh[a]
-            acc = np.float32(0.0)
             for s in range(batch):
-                acc += g[s] * ha[s]
                 gha[s] += g[s] * w
-            adec[j, a] = acc
+            adec[j, a] = _dot(g, h[a])
     if hidden_relu:
         for a in range(m):
             ha = h[a]
@@ -388,13 +410,8 @@ def _instance_grads(
             for s in range(batch):
                 gha[s] = gha[s] if ha[s] > 0.0 else np.float32(0.0)
     for i in range(n):
-        xi = x[i]
         for a in range(m):
-            gha = gh[a]
-            acc = np.float32(0.0)
-            for s in range(batch):
-                acc += xi[s] * gha[s]
-            aW[i, a] = acc
+            aW[i, a] = _dot(x[i], gh[a])
     return err
 
 

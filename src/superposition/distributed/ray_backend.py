@@ -8,8 +8,9 @@ cluster of several machines put the folder on a shared filesystem. The driver on
 progress as tasks finish and writes the table at the end.
 
 Each point's result depends on its own config only (per-instance random streams), and each task
-limits torch and numba to the CPUs it reserved, so the merged result is bit-identical to the local
-backend's on the CPU, however the points were split into tasks.
+limits torch and numba to the CPUs it reserved, so the merged result equals the local backend's on
+the CPU however the points were split into tasks: bit for bit on the fused path, to float rounding
+on the sparse path (see :mod:`superposition.sweep`).
 """
 
 import os
