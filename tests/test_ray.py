@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_sweep import SWEEP_TOML
 
 from superposition.cli import main
 from superposition.errors import ConfigError
@@ -13,23 +14,6 @@ from superposition.sweep import SweepConfig, SweepResult, run_sweep
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 import ray  # noqa: E402 - the dev install has the ray extra; the env var must come first
-
-SWEEP_TOML = """\
-[data]
-n_features = 2
-[model]
-n_hidden = 1
-[train]
-steps = 200
-batch_size = 64
-instances = 2
-eval_samples = 500
-log_every = 50
-device = "cpu"
-[axes]
-density = {logspace = [0, -1, 3]}
-relative_importance = [0.5, 2.0]
-"""
 
 
 @pytest.fixture(scope="module")

@@ -478,17 +478,20 @@ def _final_loss(
     from superposition.fastpaths import fast_sample_dense
 
     keys = chunk.stream_keys("eval-stream")
+    # one instance at a time: torch's batched matmuls and reductions pick their kernels and
+    # summation order by the whole tensor's shape, which would make an instance's held-out loss
+    # depend (in its last bits) on the instances trained beside it
+    alone = [
+        ToyModel(model.kind, **{p: v[k : k + 1] for p, v in model.params().items()})
+        for k in range(len(chunk))
+    ]
     total = torch.zeros(len(chunk), dtype=torch.float64)
     with torch.no_grad():
         for i, done in enumerate(range(0, samples, EVAL_BATCH)):
             n = min(EVAL_BATCH, samples - done)
             x = fast_sample_dense(dist, keys, i, n)
-            # one instance at a time: torch's batched matmuls and reductions pick their kernels and
-            # summation order by the whole tensor's shape, which would make an instance's held-out
-            # loss depend (in its last bits) on the instances trained beside it
-            for k in range(len(chunk)):
-                alone = ToyModel(model.kind, **{p: v[k : k + 1] for p, v in model.params().items()})
-                total[k] += alone.loss(x[k : k + 1], importance[k : k + 1]).double()[0] * n
+            for k, one in enumerate(alone):
+                total[k] += one.loss(x[k : k + 1], importance[k : k + 1]).double()[0] * n
     return (total / samples).float()
 
 

@@ -10,8 +10,21 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from superposition import geometry
+from superposition._types import Tensor
 from superposition.experiments.intro import RUN
 from superposition.results import Run
+
+
+def _best_shapes(run: Run) -> tuple[list[int], Tensor, list[geometry.Geometry], list[float]]:
+    """What both figures draw: the best instance of each group, its W, its shape and the
+    features' importances."""
+    n_hidden = run.config.model.n_hidden
+    if n_hidden != 2:
+        raise ValueError(f"the polygons figure draws 2-D models; this run has n_hidden={n_hidden}")
+    best = run.best()
+    W = run.W[best]
+    importance = run.config.data.feature_importances(run.config.groups[0]["importance_decay"])
+    return best, W, geometry.classify(W), importance
 
 
 def polygons(run: Run) -> Figure:
@@ -19,16 +32,9 @@ def polygons(run: Run) -> Figure:
     importance, darkest = most important, yellow = least) and its Gram matrix W^T W (red positive,
     blue negative)."""
     cfg = run.config
-    if cfg.model.n_hidden != 2:
-        raise ValueError(
-            f"the polygons figure draws 2-D models; this run has n_hidden={cfg.model.n_hidden}"
-        )
-    best = run.best()
-    W = run.W[best]
-    shapes = geometry.classify(W)
+    best, W, shapes, importance = _best_shapes(run)
     n_groups = len(best)
     fig, axes = plt.subplots(2, n_groups, figsize=(1.9 * n_groups, 4.6), squeeze=False)
-    importance = cfg.data.feature_importances(cfg.groups[0]["importance_decay"])
     cmap = plt.get_cmap("plasma")
     top, spread = max(importance), (max(importance) - min(importance)) or 1.0
     for col, (group, w) in enumerate(zip(cfg.groups, W, strict=True)):
@@ -80,15 +86,8 @@ def polygons_interactive(run: Run) -> Any:
     from plotly.subplots import make_subplots
 
     cfg = run.config
-    if cfg.model.n_hidden != 2:
-        raise ValueError(
-            f"the polygons figure draws 2-D models; this run has n_hidden={cfg.model.n_hidden}"
-        )
-    best = run.best()
-    W = run.W[best]
-    shapes = geometry.classify(W)
+    best, W, shapes, importance = _best_shapes(run)
     norms = geometry.feature_norms(W)
-    importance = cfg.data.feature_importances(cfg.groups[0]["importance_decay"])
     top, spread = max(importance), (max(importance) - min(importance)) or 1.0
     colours = sample_colorscale("Plasma", [0.8 * (top - v) / spread for v in importance])
     n_groups = len(best)
