@@ -172,16 +172,27 @@ def test_collapsed_pairs_share_a_direction() -> None:
     assert cos[1] == pytest.approx(math.sqrt(0.5))
 
 
-def test_set_overlaps_of_two_orthonormal_bases() -> None:
+def test_two_bases_of_one_space_are_orthogonal_within_and_wholly_shared() -> None:
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
+    sets = [[0, 1, 2, 3], [4, 5, 6, 7]]
     w = torch.cat([torch.eye(4, dtype=torch.float64), q.T])  # two bases of the same 4-D space
-    within, across = corr.set_overlaps(w, [[0, 1, 2, 3], [4, 5, 6, 7]])
-    assert within < 1e-9
-    assert across > 0.2
+    assert corr.within_set_overlap(w, sets) < 1e-9
+    assert corr.share_in_other_sets(w, sets) == pytest.approx(1.0)
+    # the second basis antipodal to the first (|cos| 1 for one partner, 0 for the rest): still
+    # wholly superposed, though a mean |cos| across the sets would be only 0.25
+    assert corr.share_in_other_sets(torch.cat([torch.eye(4), -torch.eye(4)]), sets) == (
+        pytest.approx(1.0)
+    )
+    # two bases of orthogonal 2-D subspaces of a 4-D space: nothing shared
+    apart = torch.cat([torch.eye(4)[:2], torch.eye(4)[2:]])
+    assert corr.share_in_other_sets(apart, [[0, 1], [2, 3]]) == pytest.approx(0.0)
+    # half of each feature in the other set's span
+    tilted = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert corr.share_in_other_sets(tilted, [[0], [1, 2]]) == pytest.approx((0.5 + 0 + 0.5) / 3)
     # an anticorrelated-style antipodal pair has |cos| 1 within its set
     pair = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
-    assert corr.set_overlaps(pair, [[0, 1]])[0] == pytest.approx(1.0)
+    assert corr.within_set_overlap(pair, [[0, 1]]) == pytest.approx(1.0)
     assert corr.pair_cosines(pair, [[0, 1]]) == [pytest.approx(-1.0)]
 
 

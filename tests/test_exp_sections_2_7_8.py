@@ -133,6 +133,15 @@ def test_monosemantic_share_splits_neurons() -> None:
     assert poly == [0]
 
 
+def test_longest_monosemantic_compares_the_last_survivors_with_the_first_set() -> None:
+    # dense to sparse: features 0-3 start monosemantic, 1 and 3 keep it longest (density 2)
+    start, survivors, last = computation.longest_monosemantic([[0, 1, 2, 3, 3], [1, 3], [3, 1], []])
+    assert (start, survivors, last) == ([0, 1, 2, 3], [1, 3], 2)
+    # no monosemantic neuron past the densest: the last density is the densest itself
+    assert computation.longest_monosemantic([[4, 5], [], []]) == ([4, 5], [4, 5], 0)
+    assert computation.longest_monosemantic([[], []]) == ([], [], 0)
+
+
 # --------------------------------------------------------------------------------------------------
 # Section 2 helpers
 

@@ -136,24 +136,51 @@ def collapsed(w: Float[Tensor, "feat hidden"], sets: list[list[int]]) -> list[bo
     return [c > COLLAPSED_COS for c in pair_cosines(w, sets)]
 
 
-def set_overlaps(
-    w: Float[Tensor, "feat hidden"], sets: list[list[int]]
-) -> tuple[float, float]:
-    """The largest ``|cos|`` between two members of the same set, and the mean ``|cos|`` between
-    features of different sets (represented features only)."""
+def within_set_overlap(w: Float[Tensor, "feat hidden"], sets: list[list[int]]) -> float:
+    """The largest ``|cos|`` between two represented members of the same set (0 for a set whose
+    members are mutually orthogonal)."""
     cos = cosines(w).abs()
     live = (torch.linalg.vector_norm(w, dim=-1) >= NORM_THRESHOLD).tolist()
-    within, across = 0.0, []
-    owner = {i: k for k, s in enumerate(sets) for i in s}
-    for i in range(w.shape[0]):
-        for j in range(i + 1, w.shape[0]):
-            if not (live[i] and live[j]):
-                continue
-            if owner.get(i) == owner.get(j):
-                within = max(within, float(cos[i, j]))
-            else:
-                across.append(float(cos[i, j]))
-    return within, (sum(across) / len(across) if across else math.nan)
+    within = 0.0
+    for s in sets:
+        for a, i in enumerate(s):
+            for j in s[a + 1 :]:
+                if live[i] and live[j]:
+                    within = max(within, float(cos[i, j]))
+    return within
+
+
+def share_in_other_sets(w: Float[Tensor, "feat hidden"], sets: list[list[int]]) -> float:
+    """How far the sets share their dimensions: for each represented feature, the squared length
+    of its unit direction's projection onto the span of the other sets' represented features,
+    averaged over features.
+
+    1 when every feature lies in the space the other sets span (two complete bases of the same
+    space are wholly in superposition with each other, whatever their relative rotation); 0 when
+    the sets sit in orthogonal subspaces (no superposition between sets). Unlike a mean ``|cos|``
+    across sets, it does not depend on whether a feature overlaps one partner strongly (as the
+    best models do: near-antipodal pairs across the sets) or many partners weakly.
+    """
+    w = w.detach().double()
+    norms = torch.linalg.vector_norm(w, dim=-1)
+    live = norms >= NORM_THRESHOLD
+    shares = []
+    for k, s in enumerate(sets):
+        others = [j for t, o in enumerate(sets) if t != k for j in o if bool(live[j])]
+        if not others:
+            continue
+        # orthonormal basis of the other sets' span (rank from the singular values)
+        u, sv, _ = torch.linalg.svd(w[others].T, full_matrices=False)
+        basis = u[:, sv > 1e-6 * sv.max()]
+        for i in s:
+            if bool(live[i]):
+                unit = w[i] / norms[i]
+                shares.append(float((basis.T @ unit).square().sum()))
+    return sum(shares) / len(shares) if shares else math.nan
+
+
+SHARED_SPAN = 0.5
+"""A mean share above this: the sets' features mostly lie in each other's span (superposed)."""
 
 
 def _best(run: Run) -> list[Tensor]:
@@ -242,7 +269,8 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
     run = runs[LOCAL_BASES]
     w = _best(run)[0]
     sets = feature_sets(run.config)
-    within, across = set_overlaps(w, sets)
+    within = within_set_overlap(w, sets)
+    share = share_in_other_sets(w, sets)
     n = run.config.data.n_features
     out.append(
         Claim(
@@ -251,9 +279,10 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
             "the two bases in superposition with each other.",
             measured=(
                 f"{_represented(w)} of {n} features represented; largest |cos| within a set "
-                f"{within:.2f}; mean |cos| across sets {across:.2f}"
+                f"{within:.2f}; share of each feature in the other set's span {share:.2f} "
+                "(0: separate subspaces, 1: fully superposed)"
             ),
-            holds=_represented(w) == n and within < ORTHOGONAL_TOL and across > ORTHOGONAL_TOL,
+            holds=_represented(w) == n and within < ORTHOGONAL_TOL and share > SHARED_SPAN,
         )
     )
     return out
