@@ -5,18 +5,28 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import fake_run, tiny_config
 
 from superposition.cli import main
+from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.models import ToyModel
 from superposition.sae import SAEConfig, layout
 from superposition.sae import metrics as M
 from superposition.sae.model import SparseAutoencoder
 from superposition.sae.store import is_sae_dir, load_sae, save_sae
-from superposition.sae.train import AdamFlat, _adam_config, resample_dead, setup, train_sae
+from superposition.sae.train import (
+    AdamFlat,
+    _adam_config,
+    choose_path,
+    resample_dead,
+    setup,
+    stream_keys,
+    train_sae,
+)
 from superposition.store import save_run
 
 # --------------------------------------------------------------------------------------------------
@@ -458,3 +468,85 @@ def test_cli_refuses_what_is_not_a_toy_run(tmp_path, capsys, sae_run):
         code, _, err = run_cli(capsys, "sae", source, "--out", out)
         assert code == 2 and words in err and "Traceback" not in err, err
         assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the fused CPU step (relu_l1)
+
+
+def _csr_batch_as_dense(s, keys, step: int, batch: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The batch the fused step draws at ``step``, as dense [inst, batch, feat] inputs."""
+    from superposition import kernels
+    from superposition.fastpaths import Units
+
+    units = Units.of(s.dist)
+    n_inst, n_feat = s.dist.density.shape
+    idx = np.empty((n_inst, batch * n_feat), np.int32)
+    val = np.empty((n_inst, batch * n_feat), np.float32)
+    rowptr = np.empty((n_inst, batch + 1), np.int64)
+    kernels.sample_csr(keys, step, *units.args(), units.signed, idx, val, rowptr)
+    x = np.zeros((n_inst, batch, n_feat), np.float32)
+    kernels.csr_to_dense(idx, val, rowptr, x)
+    return torch.from_numpy(x)
+
+
+@pytest.mark.parametrize("kind", ["relu", "privileged"])
+def test_fused_step_gradients_equal_the_torch_step_on_the_same_batch(kind):
+    from superposition.sae.fused import FusedSAEStep
+
+    run = fake_run(RunConfig(
+        data=DataConfig(n_features=6, density=(0.2,), correlated=(2, 2)),
+        model=ModelConfig(kind=kind, n_hidden=3),
+        train=TrainConfig(instances=2, device="cpu"),
+    ))  # fmt: skip
+    cfg = small(n_latents=(3, 6), l1_coefficient=(0.03, 0.3), instance=1)
+    s = setup(run, cfg, torch.device("cpu"))
+    # biases that make some latents fire on zero inputs and others only on some samples
+    s.sae.b_enc.copy_(torch.linspace(-0.3, 0.2, s.sae.b_enc.numel()).view_as(s.sae.b_enc))
+    s.sae.b_enc.mul_(s.sae.mask)
+    keys = stream_keys(cfg, s.instances)
+    fused = FusedSAEStep(s.sae, s.toy, s.dist, s.flat.grads, 64, keys)
+    fired = np.zeros(tuple(s.sae.mask.shape), bool)
+    loss = fused(7, fired)
+    got = {k: v.clone() for k, v in s.flat.grads.items()}
+    h = s.toy.hidden(_csr_batch_as_dense(s, keys, 7, 64))
+    want_loss, f = s.sae.loss_and_grads(h, s.flat.grads)
+    for name, want in s.flat.grads.items():
+        torch.testing.assert_close(got[name], want, rtol=1e-5, atol=1e-6, msg=name)
+    assert want_loss is not None
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-7)
+    assert fired.tolist() == (f != 0).any(dim=1).tolist()
+    assert (got["W_dec"][~s.sae.mask] == 0).all()
+
+
+def test_fused_training_of_an_instance_does_not_depend_on_its_neighbours(toy_run):
+    # (resampling draws its batch for all instances at once: it is left out here)
+    cfg = small(n_latents=(4,), l1_coefficient=(0.1, 0.3), seeds=2, instance=0,
+                resample_dead_every=0)  # fmt: skip
+    together = train_sae(toy_run, cfg, path="fused")
+    assert together.info["path"] == "fused"
+    alone = train_sae(toy_run, dataclasses.replace(cfg, l1_coefficient=(0.3,), seeds=2),
+                      path="fused")  # fmt: skip
+    # instances 2 and 3 (coefficient 0.3, seeds 0 and 1) trained beside other coefficients
+    # equal the same two trained on their own, bit for bit
+    assert torch.equal(together.W_dec[2:], alone.W_dec)
+    assert torch.equal(together.params["b_enc"][2:], alone.params["b_enc"])
+
+
+def test_path_choice_and_its_errors(toy_run):
+    assert choose_path(small(), torch.device("cpu")) == "fused"
+    assert choose_path(small(architecture="topk"), torch.device("cpu")) == "torch"
+    assert choose_path(small(), torch.device("cpu"), "torch") == "torch"
+    with pytest.raises(ConfigError, match="relu_l1 SAEs on the CPU only, not topk"):
+        train_sae(toy_run, small(architecture="topk"), path="fused")
+    with pytest.raises(ConfigError, match="path must be one of auto, fused, torch, got 'gpu'"):
+        train_sae(toy_run, small(), path="gpu")
+
+
+@pytest.mark.parametrize("path", ["fused", "torch"])
+def test_both_paths_learn_the_same_dictionary(toy_run, path):
+    # the two paths draw different batches, so they agree in outcome, not in bits
+    r = train_sae(toy_run, small(n_latents=(5,), seeds=1, instance=1, steps=800,
+                                 l1_coefficient=(0.03,)), path=path)  # fmt: skip
+    assert r.info["path"] == path
+    assert float(r.scores["fvu"][0]) < 0.05

@@ -11,6 +11,7 @@ that the three are scored on equal terms. Nothing is done per instance on the ho
 """
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from superposition import __version__
@@ -212,20 +214,26 @@ def train_sae(
     source_path: str | None = None,
     progress: bool | None = None,
     callbacks: Sequence[SAECallback] = (),
+    path: str = "auto",
 ) -> SAERun:
     """Train every SAE instance of ``config`` on ``run``'s activations and score it.
 
     ``progress`` shows a progress bar (default: when stderr is a terminal); callbacks are called at
-    every logging step with a :class:`SAEStepInfo`.
+    every logging step with a :class:`SAEStepInfo`. ``path`` picks the step's implementation:
+    "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
+    device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
     device = resolve_device(config.device)
+    path = choose_path(config, device, path)
     s = setup(run, config, device)
     started = time.perf_counter()
     bar = _progress_bar(config, progress)
     n_inst, n_lat, n_hidden = s.sae.W_dec.shape
     largest = n_inst * config.batch_size * max(n_lat, n_hidden, s.toy.W.shape[1])
     with cpu_settings(device, largest):
-        history_steps, history_loss, snaps, resampled = train_loop(s, config, callbacks, bar)
+        history_steps, history_loss, snaps, resampled = train_loop(
+            s, config, callbacks, bar, path=path
+        )
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - started
@@ -251,15 +259,63 @@ def train_sae(
             "device": str(device),
             "seconds": round(elapsed, 3),
             "steps_per_second": round(config.steps / elapsed, 2),
+            "path": path,
         },
     )
 
 
+PATHS = ("auto", "fused", "torch")
+
+
+def choose_path(config: SAEConfig, device: torch.device, path: str = "auto") -> str:
+    """The step implementation for ``config`` on ``device`` ("fused" or "torch")."""
+    if path not in PATHS:
+        raise ConfigError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    fusable = device.type == "cpu" and config.architecture == "relu_l1"
+    if path == "fused" and not fusable:
+        raise ConfigError(
+            "the fused SAE step runs relu_l1 SAEs on the CPU only, not "
+            f"{config.architecture} on {device.type}; use path 'torch' or 'auto'"
+        )
+    if path == "auto":
+        return "fused" if fusable else "torch"
+    return path
+
+
+def stream_keys(config: SAEConfig, instances: Sequence[SAEInstance]) -> np.ndarray:
+    """One key per SAE instance for the fused step's counter-based streams, derived from what the
+    instance is (not where it sits on the ``inst`` axis), so its batches are the same whatever it
+    is trained beside."""
+    from superposition.fastpaths import draw_key
+
+    return np.array(
+        [
+            draw_key(
+                torch.Generator().manual_seed(
+                    derive_seed(config.seed, "sae-data-stream", *dataclasses.astuple(inst))
+                )
+            )
+            for inst in instances
+        ],
+        dtype=np.uint64,
+    )
+
+
 def train_loop(
-    s: Setup, config: SAEConfig, callbacks: Sequence[SAECallback] = (), bar: Any = None
+    s: Setup,
+    config: SAEConfig,
+    callbacks: Sequence[SAECallback] = (),
+    bar: Any = None,
+    *,
+    path: str = "torch",
 ) -> tuple[list[int], Tensor, list[Tensor], Tensor]:
     """Run ``config.steps`` steps on a :class:`Setup`; return the logged steps, the logged losses
-    [log, inst], the decoder snapshots and the number of resampled latents per instance."""
+    [log, inst], the decoder snapshots and the number of resampled latents per instance.
+
+    ``path`` is "torch" (activations drawn with a ``torch.Generator`` and
+    :meth:`SparseAutoencoder.loss_and_grads`) or "fused" (:class:`FusedSAEStep`; the batches then
+    come from per-instance streams, and a torch batch is drawn only where dead latents are
+    resampled)."""
     device = s.flat.flat.device
     adam_cfg = _adam_config(config)
     adam = AdamFlat(s.flat, adam_cfg)
@@ -276,17 +332,32 @@ def train_loop(
     log_loss: list[Tensor] = []
     snaps: list[Tensor] = []
     reported = 0
+    fused = None
+    if path == "fused":
+        from superposition.sae.fused import FusedSAEStep
+
+        keys = stream_keys(config, s.instances)
+        fused = FusedSAEStep(s.sae, s.toy, s.dist, s.flat.grads, config.batch_size, keys)
+        fired_np = fired.numpy()  # shares memory: the kernel ORs into it
+    elif path != "torch":
+        raise ConfigError(f"train_loop runs path 'torch' or 'fused', not {path!r}")
     for step in range(config.steps):
         if step in snap_at:
             snaps.append(s.sae.W_dec.detach().to("cpu", copy=True))
         logging = step % config.log_every == 0 or step == config.steps - 1
-        h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
-        loss, f = s.sae.loss_and_grads(h, s.flat.grads, with_loss=logging)
-        if every:
-            fired |= (f != 0).any(dim=1)
+        h: Tensor | None = None
+        if fused is not None:
+            loss: Tensor | None = fused(step, fired_np)
+        else:
+            h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
+            loss, f = s.sae.loss_and_grads(h, s.flat.grads, with_loss=logging)
+            if every:
+                fired |= (f != 0).any(dim=1)
         adam.step(lr_at(step, adam_cfg))
         normalize_decoder_(s.sae.W_dec)
         if every and (step + 1) % every == 0 and step + 1 <= config.steps // 2:
+            if h is None:
+                h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
             resampled += resample_dead(s.sae, adam, s.flat, h, ~fired & s.sae.mask, resample_gen)
             fired.zero_()
         if logging:
