@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
@@ -397,3 +398,15 @@ def test_stacked_configs_share_one_chunk_when_the_budget_allows():
     runs = train_many([_cfg(seed=s, instances=2) for s in range(5)])
     assert runs[0].info["chunks"] == 1
     assert runs[0].info["chunk_instances"] == 10
+
+
+def test_sp_train_stays_callable_once_the_train_module_is_imported() -> None:
+    import superposition as sp
+    import superposition.sweep  # noqa: F401  (imports superposition.train, the module)
+
+    cfg = tiny_config(steps=5, instances=1)
+    first, second = sp.train(cfg, progress=False), sp.train(cfg, progress=False)
+    assert torch.equal(first.W, second.W)
+    from superposition import train as imported
+
+    assert imported(cfg, progress=False).W.shape == first.W.shape

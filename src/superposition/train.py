@@ -14,7 +14,9 @@ import dataclasses
 import hashlib
 import math
 import os
+import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -511,3 +513,24 @@ def evaluate(
         total += model.loss(dist.sample(n, generator), importance) * n
         done += n
     return total / samples
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its :func:`train` function.
+
+    ``superposition.train`` names both this module and the function ``sp.train(config)``; once
+    anything imports the module, Python makes the module the package's ``train`` attribute, which
+    would turn a user's second ``sp.train(config)`` into "'module' object is not callable"."""
+
+    def __call__(
+        self,
+        config: RunConfig,
+        *,
+        progress: bool | None = None,
+        callbacks: Sequence[Callback] = (),
+        path: str = "auto",
+    ) -> Run:
+        return train(config, progress=progress, callbacks=callbacks, path=path)
+
+
+sys.modules[__name__].__class__ = _CallableModule
