@@ -10,8 +10,10 @@ are 0, never NaN. The shape classifier (:func:`classify`) uses its own, larger `
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from superposition import _html
 from superposition._types import Float, Int, Tensor
 from superposition.errors import ConfigError
 
@@ -311,14 +313,59 @@ def classify(
     return [_classify_one(w, norm_threshold, link_tol, rank_tol, dim_tol, angle_tol) for w in W]
 
 
-def summary(W: Float[Tensor, "inst feat hidden"], norm_threshold: float = 0.5) -> dict[str, list]:
-    """Per-instance measures as plain lists, ready for JSON (``inf`` becomes ``None``)."""
+class Summary(dict[str, list]):
+    """What :func:`summary` returns: a plain dict of lists (JSON-ready, compares equal to a dict)
+    that also shows itself in Jupyter as a table per instance and its feature norms as bars
+    coloured by superposition (the paper's Section 2 figure)."""
+
+    MAX_INSTANCES = 4
+    """Instances the notebook view shows at most."""
+    MAX_FEATURES = 16
+    """Feature rows per instance's table."""
+    MAX_BARS = 64
+    """Feature bars per instance's figure."""
+
+    def _repr_html_(self) -> str:
+        norms, sup = self["feature_norms"], self["superposition"]
+        dims, dpf, labels = (
+            self["feature_dimensionality"],
+            self["dimensions_per_feature"],
+            self["geometry"],
+        )
+        blocks = []
+        for k in range(min(len(labels), self.MAX_INSTANCES)):
+            n = len(norms[k])
+            rows = [[i, norms[k][i], sup[k][i], dims[k][i]] for i in range(n)][: self.MAX_FEATURES]
+            table = _html.table(
+                ["feature", "norm", "superposition", "dimensionality"],
+                rows,
+                more=n - len(rows),
+                what="features",
+            )
+            b = min(n, self.MAX_BARS)
+            figure = _html.bars(
+                np.asarray(norms[k][:b], dtype=float),
+                np.asarray(sup[k][:b], dtype=float),
+                title=f"instance {k}: feature norms coloured by superposition",
+                heading_text="||W_i||, colour: superposition",
+            )
+            head = f"instance {k}: {labels[k]}, dimensions per feature {_html.number(dpf[k], 3)}"
+            blocks.append(_html.heading(head) + _html.side_by_side(table, figure))
+        rest = len(labels) - len(blocks)
+        tail = _html.note(f"… {rest} more instances") if rest > 0 else ""
+        key = _html.note("superposition: 0 black (orthogonal to the rest) to 1 and more yellow")
+        return "".join(blocks) + tail + key
+
+
+def summary(W: Float[Tensor, "inst feat hidden"], norm_threshold: float = 0.5) -> Summary:
+    """Per-instance measures as plain lists, ready for JSON (``inf`` becomes ``None``): a
+    :class:`Summary`, which is a dict."""
     W = W.detach()
     dpf = dimensions_per_feature(W).tolist()
-    return {
-        "feature_norms": feature_norms(W).tolist(),
-        "feature_dimensionality": feature_dimensionality(W).tolist(),
-        "superposition": superposition(W).tolist(),
-        "dimensions_per_feature": [v if math.isfinite(v) else None for v in dpf],
-        "geometry": [g.label for g in classify(W, norm_threshold)],
-    }
+    return Summary(
+        feature_norms=feature_norms(W).tolist(),
+        feature_dimensionality=feature_dimensionality(W).tolist(),
+        superposition=superposition(W).tolist(),
+        dimensions_per_feature=[v if math.isfinite(v) else None for v in dpf],
+        geometry=[g.label for g in classify(W, norm_threshold)],
+    )

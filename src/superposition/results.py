@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from superposition import _html
 from superposition._types import Float, Int, Tensor
 from superposition.config import RunConfig
 
@@ -68,6 +69,100 @@ class Run:
             snapshots={k: v[:, idx] for k, v in self.snapshots.items()},
             info={**self.info, "selected_instances": list(instances)},
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the config, each group's best-of-N and the best instances' ``W W^T``
+        (the paper's ``W^T W``). Shapes are named one layer up: ``geometry.summary``."""
+        return _run_html(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# the run in a notebook
+
+REPRESENTED = 0.5
+"""Norm above which the view counts a feature as represented (geometry.classify's default)."""
+MAX_PANELS = 6
+"""Gram matrices the view draws at most."""
+MAX_FEATURES = 20
+"""Features a drawn Gram matrix shows at most."""
+MAX_CELLS = 1024
+"""Gram cells the view draws at most (fewer panels for big models), so that it stays small."""
+_SHORT = {"density": "density", "importance_decay": "decay", "relative_importance": "rel. imp."}
+
+
+def _run_html(run: Run) -> str:
+    cfg = run.config
+    model, tr = cfg.model, cfg.train
+    n = cfg.data.n_features
+    about: list[tuple[str, object]] = [
+        ("model", f"{model.kind} ({'tied' if model.is_tied else 'untied'})"),
+        ("n_features", n),
+        ("n_hidden", model.n_hidden),
+        ("groups", cfg.n_groups),
+        ("instances per group", tr.instances),
+        ("steps", tr.steps),
+        ("batch size", tr.batch_size),
+        ("lr", tr.lr),
+        ("seed", tr.seed),
+    ]
+    # how it was trained, when the run says so (train() records these)
+    about += [(k, run.info[k]) for k in ("device", "path", "seconds") if k in run.info]
+    loss = run.loss.detach().cpu().tolist()
+    W = run.W.detach().cpu().float()
+    represented = (torch.linalg.vector_norm(W, dim=-1) > REPRESENTED).sum(-1).tolist()
+
+    if run.n_instances == cfg.n_instances:
+        caption = "best of each group (lowest held-out loss)"
+        groups = cfg.groups
+        varying = [k for k in _SHORT if len({g[k] for g in groups}) > 1] or ["density"]
+        best = run.best()
+        header = ["group", *_SHORT, "best instance", "best loss", "mean loss", "represented"]
+        rows: list[list[object]] = []
+        for g, values in enumerate(groups):
+            sl = run.group_slice(g)
+            mean = sum(loss[sl]) / len(loss[sl])
+            i = best[g]
+            rows.append(
+                [g, *(values[k] for k in _SHORT), i, loss[i], mean, f"{represented[i]} of {n}"]
+            )
+        drawn = best
+        titles = [
+            ", ".join(f"{_SHORT[k]} {_html.number(groups[g][k], 3)}" for k in varying)
+            for g in range(len(groups))
+        ]
+    else:  # a selection (Run.select): its config no longer describes its instances
+        caption = "selected instances"
+        original = run.info.get("selected_instances", list(range(run.n_instances)))
+        header = ["instance", "loss", "represented"]
+        rows = [[original[i], loss[i], f"{represented[i]} of {n}"] for i in range(run.n_instances)]
+        drawn = list(range(run.n_instances))
+        titles = [f"instance {original[i]}" for i in drawn]
+
+    f = min(n, MAX_FEATURES)
+    shown = drawn[: max(1, min(MAX_PANELS, MAX_CELLS // (f * f)))]
+    V = W[shown, :f]
+    grams = (V @ V.transpose(-1, -2)).numpy()
+    figure = _html.heatmaps(
+        list(grams), titles[: len(shown)], title="W W^T of the best instances"
+    )
+    notes = []
+    if len(drawn) > len(shown):
+        notes.append(f"W W^T drawn for the first {len(shown)} of {len(drawn)}")
+    if n > MAX_FEATURES:
+        notes.append(f"first {MAX_FEATURES} of {n} features drawn")
+    represented_note = f"represented: features with ||W_i|| > {REPRESENTED}"
+    name = f"Run: {n} features in {model.n_hidden} dimensions, {run.n_instances} instances"
+    return (
+        _html.heading(name)
+        + _html.side_by_side(
+            _html.table(["setting", "value"], about),
+            _html.heading(caption)
+            + _html.table(header, rows[: _html.MAX_ROWS], more=len(rows) - _html.MAX_ROWS)
+            + _html.note(represented_note),
+            _html.heading("W W^T (row i: feature i)") + figure
+            + "".join(_html.note(t) for t in notes),
+        )
+    )
 
 
 @dataclass(frozen=True)

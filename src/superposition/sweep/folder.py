@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from superposition import _html
 from superposition.config import SECTIONS, RunConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.results import Run
@@ -369,6 +370,85 @@ class SweepResult:
         """Every point's values and run, loaded one at a time."""
         for i, values in enumerate(self.sweep.points):
             yield values, self.run(i)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the axes, the first rows of the table and a small figure (the best
+        seed's geometry over the first two axes with more than one value, or best loss along
+        the only such axis)."""
+        return _sweep_html(self)
+
+
+SHOWN_COLUMNS = ("best_loss", "mean_loss", "dimensions_per_feature", "geometry")
+"""Table columns the notebook view shows beside the axis values (the per-feature ones are left
+to :meth:`SweepResult.table`)."""
+
+
+def _ends(axis: Axis) -> tuple[str, str]:
+    return _show(axis, axis.values[0]), _show(axis, axis.values[-1])
+
+
+def _sweep_html(result: SweepResult) -> str:
+    sweep, rows = result.sweep, result._rows
+    axes_rows = []
+    for a in sweep.axes:
+        shown = [_show(a, v) for v in a.values]
+        values = ", ".join(shown if len(shown) <= 6 else [*shown[:3], "…", *shown[-2:]])
+        axes_rows.append([a.field, len(a.values), values])
+    columns = ["point", *sweep.names, *SHOWN_COLUMNS]
+    by_name = {a.field: a for a in sweep.axes}
+    body = [
+        [_show(by_name[c], r[c]) if c in by_name else r[c] for c in columns]
+        for r in rows[: _html.MAX_ROWS]
+    ]
+    seeds = sweep.base.train.instances
+    about = f"{sweep.n_points} points × {seeds} seeds, in {result.path}"
+    if isinstance(result.info.get("seconds"), int | float):
+        about += f"; trained in {result.info['seconds']:.1f} s"
+    return _html.heading(f"Sweep over {', '.join(sweep.names)}") + _html.note(about) + (
+        _html.side_by_side(
+            _html.table(["axis", "count", "values"], axes_rows)
+            + _html.table(columns, body, more=len(rows) - len(body))
+            + _html.note("best seed of each point (lowest held-out loss); all columns: .table()"),
+            _sweep_figure(result),
+        )
+    )
+
+
+def _show(axis: Axis, value: Any) -> str:
+    """An axis value for the eye: numbers short, the rest as the table writes them."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _html.number(value)
+    return axis.label(value)
+
+
+def _sweep_figure(result: SweepResult) -> str:
+    sweep = result.sweep
+    varying = [k for k, a in enumerate(sweep.axes) if len(a.values) > 1]
+    geometry = result.grid("geometry")
+    if len(varying) >= 2:
+        # the first two varying axes; any other axis at its first value
+        i, j = varying[:2]
+        index = tuple(slice(None) if k in (i, j) else 0 for k in range(len(sweep.axes)))
+        labels = geometry[index]
+        a, b = sweep.axes[i], sweep.axes[j]
+        caption = "geometry of the best seed" + (
+            "; other axes at their first value" if len(varying) > 2 else ""
+        )
+        figure = _html.category_grid(
+            labels, x_name=a.field, x_ends=_ends(a), y_name=b.field, y_ends=_ends(b),
+            title=f"geometry over {a.field} and {b.field}",
+        )
+        return _html.heading(caption) + figure
+    # one varying axis (or none): best loss along it, points coloured by geometry
+    k = varying[0] if varying else 0
+    axis = sweep.axes[k]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in axis.values)
+    x = np.asarray(axis.values if numeric else range(len(axis.values)), dtype=float)
+    loss = result.grid("best_loss").reshape(-1)
+    return _html.heading("best loss, coloured by geometry") + _html.line(
+        x, loss, [str(g) for g in geometry.reshape(-1)], x_name=axis.field, y_name="best loss",
+        title=f"best loss along {axis.field}",
+    )
 
 
 def _find(axis: Axis, value: Any, nearest: bool) -> int:
