@@ -620,7 +620,7 @@ def _run_report(args: argparse.Namespace) -> int:
 # the parser and main
 
 
-from superposition import cli_sae, cli_sweep  # noqa: E402 - their functions import cli lazily
+from superposition import cli_explore, cli_sae, cli_sweep  # noqa: E402 - they import cli lazily
 
 COMMANDS: dict[str, Command] = {
     "train": Command(
@@ -652,6 +652,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "sweep": Command(cli_sweep.HELP, cli_sweep.add_arguments, cli_sweep.run, cli_sweep.DESCRIPTION),
     "sae": Command(cli_sae.HELP, cli_sae.add_arguments, cli_sae.run, cli_sae.DESCRIPTION),
+    "explore": Command(
+        cli_explore.HELP, cli_explore.add_arguments, cli_explore.run, cli_explore.DESCRIPTION
+    ),
 }
 
 
