@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install into .venv (with the dev tools) and run the whole check: ruff, mypy and the test suite.
+# Install into .venv (with the dev tools) and run the whole check: ruff, mypy, the docs build and
+# the test suite.
 # Usage: bash test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,8 @@ echo "== ruff"
 .venv/bin/ruff check src tests benchmarks
 echo "== mypy"
 .venv/bin/mypy
+echo "== docs (mkdocs, warnings are errors)"
+.venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== pytest"
 # pytest exits 5 when it collected no test: that is a failure here too (set -e propagates it)
 .venv/bin/python -m pytest "$@"
