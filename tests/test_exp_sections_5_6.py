@@ -150,3 +150,14 @@ def test_plateaus_and_jumps_on_a_step_function_trace() -> None:
 def test_stages_keep_only_lasting_geometries() -> None:
     labels = ["a"] * 6 + ["b"] * 2 + ["c"] * 5 + ["a"]
     assert ld.stages(labels, min_len=5) == [("a", 0, 5), ("c", 8, 12)]
+
+
+def test_mean_superposition_counts_represented_features_only() -> None:
+    # two orthogonal features and a dropped one (tiny norm) pointing between them: the dropped
+    # feature's direction overlaps both, but it is not stored, so the model has no superposition
+    W = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1e-3, 1e-3]]])
+    assert adv.mean_superposition(W).tolist() == [0.0]
+    # an antipodal pair and a dedicated dimension: (1 + 1 + 0) / 3
+    W = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]])
+    assert adv.mean_superposition(W).tolist() == [pytest.approx(2 / 3)]
+    assert adv.mean_superposition(torch.zeros(1, 3, 2)).tolist() == [0.0]

@@ -213,10 +213,23 @@ def spearman(a: Float[Tensor, " n"], b: Float[Tensor, " n"]) -> float:
     return float((ra * rb).sum()) / denom if denom > 0 else 0.0
 
 
+REPRESENTED = 0.5
+"""Feature norm from which a feature counts as represented (as in Section 2's figures)."""
+
+
+def mean_superposition(W: Float[Tensor, "inst feat hidden"]) -> Float[Tensor, " inst"]:
+    """The Section 2 superposition measure averaged over each instance's represented features
+    (0 when none is represented)."""
+    live = geometry.feature_norms(W) >= REPRESENTED
+    return (geometry.superposition(W) * live).sum(-1) / live.sum(-1).clamp_min(1)
+
+
 def analyse(run: Run, samples: int = ATTACK_SAMPLES) -> dict[str, Tensor]:
     """Attack each density's best instance on fresh samples of its own distribution.
 
-    Per group: ``density``, ``superposition`` (mean over features of the Section 2 measure),
+    Per group: ``density``, ``superposition`` (mean of the Section 2 measure over the represented
+    features, norm >= :data:`REPRESENTED`: a dropped feature keeps a tiny weight vector whose
+    direction, and so its "superposition", means nothing),
     ``features_per_dim`` (``||W||_F^2 / m``) and the :func:`attack` results.
     """
     cfg = run.config
@@ -236,7 +249,7 @@ def analyse(run: Run, samples: int = ATTACK_SAMPLES) -> dict[str, Tensor]:
     model = ToyModel(cfg.model.kind, W, b, W_dec)
     out = attack(model, x, importance, gen)
     out["density"] = torch.tensor([g["density"] for g in cfg.groups])
-    out["superposition"] = geometry.superposition(W).mean(-1)
+    out["superposition"] = mean_superposition(W)
     out["features_per_dim"] = 1.0 / geometry.dimensions_per_feature(W)
     return out
 
