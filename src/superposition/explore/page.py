@@ -157,7 +157,9 @@ function drawLoss(doc, rev) {
   Plotly.react('loss', traces, {
     title: {text: 'training loss'}, margin: MARGIN, uirevision: rev,
     showlegend: traces.length <= 8,
-    xaxis: {title: {text: 'step'}}, yaxis: {title: {text: 'loss'}, type: 'log'},
+    xaxis: {title: {text: 'step'}},
+    // one label a decade: the log axis' minor labels crowd a small panel
+    yaxis: {title: {text: 'loss'}, type: 'log', dtick: 1, exponentformat: 'power'},
   }, CONFIG);
 }
 
