@@ -1,10 +1,26 @@
 """Shared fixtures: tiny configs, and runs made up without training (for storage tests)."""
 
+import shutil
+
 import pytest
 import torch
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.results import Run
+
+# Debian's chromium, driven by Playwright with executable_path (never `playwright install`)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# flags that let Chromium run as root on a closed network without trying to reach Google
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def tiny_config(kind: str = "relu", **train: object) -> RunConfig:

@@ -6,10 +6,10 @@ but file: and data: URLs is aborted and fails the test). A full-page screenshot 
 artefact, test-artifacts/report.png.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import sync_playwright
 
 from superposition.experiments import EXPERIMENT_NAMES
@@ -18,18 +18,6 @@ from superposition.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# flags that let Chromium run as root on a closed network without trying to reach Google
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")

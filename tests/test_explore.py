@@ -11,7 +11,6 @@ test-artifacts/explore.png).
 """
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from superposition.cli import main
 from superposition.explore.form import MAX_BODY, MAX_WORK, parse_form
@@ -402,18 +402,6 @@ def test_command_serves_until_interrupted(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 # the page in headless Chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# the flags of test_browser.py: Chromium as root on a closed network, not calling Google
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FIGURES_JS = """() => {
     const plot = (id) => document.getElementById(id);
     const geo = plot('geometry').data || [];
