@@ -95,11 +95,6 @@ class Units:
         return (self.kind, self.start, self.size, self.q, self.qmax, self.inv_log, self.dense)
 
 
-def draw_key(generator: torch.Generator) -> int:
-    """A counter-based stream's key, drawn from a generator derived from a config's seed."""
-    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
-
-
 def fast_sample_dense(
     dist: FeatureDistribution, keys: np.ndarray, step: int, batch: int
 ) -> torch.Tensor:

@@ -42,6 +42,14 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def stream_key(seed: int, *keys: object) -> int:
+    """The key of a counter-based stream of the CPU kernels (:mod:`superposition.kernels`), drawn
+    from a generator seeded by ``derive_seed(seed, *keys)``: name the stream by what it feeds (an
+    instance's identity, not its position), and it is the same whatever else is trained."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, *keys))
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -233,15 +241,7 @@ class Instances:
 
     def stream_keys(self, purpose: str) -> np.ndarray:
         """One key per instance for the fast paths' counter-based streams."""
-        from superposition.fastpaths import draw_key
-
-        return np.array(
-            [
-                draw_key(torch.Generator().manual_seed(derive_seed(seed, purpose, k)))
-                for seed, k in self.seeds
-            ],
-            dtype=np.uint64,
-        )
+        return np.array([stream_key(seed, purpose, k) for seed, k in self.seeds], dtype=np.uint64)
 
 
 def stack_key(config: RunConfig) -> tuple[Any, ...]:

@@ -228,10 +228,12 @@ class FusedSAEStep:
         self.val = np.empty((n_inst, batch * n_feat), np.float32)
         self.rowptr = np.empty((n_inst, batch + 1), np.int64)
 
-    def __call__(self, step: int, fired: np.ndarray) -> Float[Tensor, " inst"]:
+    def __call__(
+        self, step: int, fired: np.ndarray, *, with_loss: bool = True
+    ) -> Float[Tensor, " inst"] | None:
         relu_l1_step(
             self.keys, step, *self.units.args(), self.units.signed, self.toy_W, self.hidden_relu,
             self.n_lat, *self.params, self.coef, *self.grads, fired, self.loss,
             self.idx, self.val, self.rowptr,
         )  # fmt: skip
-        return torch.from_numpy(self.loss).float()
+        return torch.from_numpy(self.loss).float() if with_loss else None

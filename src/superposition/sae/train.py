@@ -33,7 +33,14 @@ from superposition.sae import metrics
 from superposition.sae.config import SAEConfig, SAEInstance, layout
 from superposition.sae.model import SparseAutoencoder
 from superposition.sae.results import SAERun
-from superposition.train import AdamFlat, FlatParams, derive_seed, lr_at, resolve_device
+from superposition.train import (
+    AdamFlat,
+    FlatParams,
+    derive_seed,
+    lr_at,
+    resolve_device,
+    stream_key,
+)
 
 EVAL_BATCH = 4096
 RESAMPLE_ENCODER_SCALE = 0.2
@@ -286,15 +293,9 @@ def stream_keys(config: SAEConfig, instances: Sequence[SAEInstance]) -> np.ndarr
     """One key per SAE instance for the fused step's counter-based streams, derived from what the
     instance is (not where it sits on the ``inst`` axis), so its batches are the same whatever it
     is trained beside."""
-    from superposition.fastpaths import draw_key
-
     return np.array(
         [
-            draw_key(
-                torch.Generator().manual_seed(
-                    derive_seed(config.seed, "sae-data-stream", *dataclasses.astuple(inst))
-                )
-            )
+            stream_key(config.seed, "sae-data-stream", *dataclasses.astuple(inst))
             for inst in instances
         ],
         dtype=np.uint64,
@@ -347,7 +348,7 @@ def train_loop(
         logging = step % config.log_every == 0 or step == config.steps - 1
         h: Tensor | None = None
         if fused is not None:
-            loss: Tensor | None = fused(step, fired_np)
+            loss: Tensor | None = fused(step, fired_np, with_loss=logging)
         else:
             h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
             loss, f = s.sae.loss_and_grads(h, s.flat.grads, with_loss=logging)
