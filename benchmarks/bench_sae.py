@@ -31,7 +31,7 @@ from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.results import Run
 from superposition.sae import SAEConfig, layout
 from superposition.sae.train import cpu_settings, setup, train_loop
-from superposition.train import train
+from superposition.training import train
 
 TARGET = 8.0
 N_LATENTS = 5

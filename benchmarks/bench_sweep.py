@@ -24,7 +24,7 @@ from pathlib import Path
 
 from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.sweep import Axis, SweepConfig, run_sweep
-from superposition.train import train
+from superposition.training import train
 
 OVERHEAD_TARGET = 1.2
 PHASE_TARGET_S = 600.0

@@ -1,4 +1,4 @@
-"""Training speed of `superposition.train` against a plain reference trainer, in one process.
+"""Training speed of `superposition.training` against a plain reference trainer, in one process.
 
 Run:  .venv/bin/python benchmarks/bench_train.py [--quick] [--profile]
 
@@ -23,7 +23,7 @@ import torch
 
 from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
-from superposition.train import StepInfo, train
+from superposition.training import StepInfo, train
 
 # --------------------------------------------------------------------------------------------------
 # the reference: the notebook's way
@@ -96,7 +96,7 @@ def our_rate(config: RunConfig, n_timed: int) -> tuple[float, str]:
 
     train(_with_train(config, steps=2, eval_samples=1), progress=False)  # loads the kernels
     run = train(cfg, progress=False, callbacks=[mark])
-    return 10 * every / (marks[-1] - marks[1]), run.info["path"]
+    return 10 * every / (marks[-1] - marks[1]), run.info["step"]
 
 
 def _with_train(config: RunConfig, **changes) -> RunConfig:
@@ -156,7 +156,7 @@ def scaling(quick: bool) -> bool:
 MEMORY_CHILD = """
 import json, torch
 from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
-from superposition.train import train
+from superposition.training import train
 cfg = RunConfig(data=DataConfig(n_features=20, density=0.05), model=ModelConfig(kind="relu",
       n_hidden=5), train=TrainConfig(instances=10_000, steps={steps}, eval_samples=1024,
       memory_budget_gb={budget}, device="cpu"))
@@ -171,7 +171,7 @@ with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the c
 run = train(cfg, progress=False)
 peak = status("VmHWM:")
 print(json.dumps({{"base": base, "peak": peak, "chunks": run.info["chunks"],
-                  "chunk_instances": run.info["chunk_instances"], "path": run.info["path"]}}))
+                  "chunk_instances": run.info["chunk_instances"], "path": run.info["step"]}}))
 """
 
 

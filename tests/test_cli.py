@@ -284,7 +284,7 @@ def test_non_run_folder_is_refused_even_with_force(tmp_path, capsys):
 
 
 def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    import superposition.train as train_module
+    import superposition.training as train_module
 
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt

@@ -95,7 +95,7 @@ def _docs_extension() -> ModuleType:
 
 def test_docstring_rewriting_for_markdown() -> None:
     markdown = _docs_extension().markdown
-    assert markdown("see :func:`~superposition.train.train_many` and :class:`Run`") == (
+    assert markdown("see :func:`~superposition.training.train_many` and :class:`Run`") == (
         "see `train_many` and `Run`"
     )
     rule = "====  ======"

@@ -10,9 +10,11 @@ import torch
 
 from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution
-from superposition.fastpaths import FastStep, choose_path
+from superposition.fastpaths import FastStep
+from superposition.losses import get_loss
+from superposition.steps import Instances, StepSpec, choose_step
 from superposition.models import ToyModel
-from superposition.train import bytes_per_instance, train
+from superposition.training import bytes_per_instance, train
 
 KINDS = [("linear", True), ("relu", True), ("relu", False), ("privileged", True),
          ("privileged", False), ("abs", False)]  # fmt: skip
@@ -116,12 +118,20 @@ def _config(n_feat: int, n_hidden: int, density, instances: int, **train) -> Run
     )  # fmt: skip
 
 
-def test_path_choice_is_recorded():
-    tiny, big = _config(2, 1, 0.1, 4), _config(40, 10, 0.05, 2)
-    assert choose_path(tiny, torch.device("cpu")) == "fused"
-    assert choose_path(big, torch.device("cpu")) == "sparse"
-    assert choose_path(tiny, torch.device("cuda")) == "torch"
-    assert train(tiny, progress=False).info["path"] == "fused"
+def _chosen(config: RunConfig, device: str = "cpu") -> str:
+    spec = StepSpec(config, Instances.of(config), torch.device(device), get_loss("mse"), "fresh")
+    return choose_step(spec).name
+
+
+def test_the_step_is_chosen_by_size_and_density_and_recorded():
+    tiny = _config(2, 1, 0.1, 4)
+    assert _chosen(tiny) == "fused"
+    assert _chosen(tiny, "cuda") == "torch"
+    # the same large model: sparse while samples are sparse, plain matmuls once they are dense
+    assert _chosen(_config(80, 20, 0.01, 2)) == "sparse"
+    assert _chosen(_config(80, 20, 1.0, 2)) == "torch"
+    assert _chosen(_config(400, 30, 0.01, 2)) == "sparse"
+    assert train(tiny, progress=False).info["step"] == "fused"
 
 
 @pytest.mark.parametrize("path", ["fused", "sparse"])
@@ -129,11 +139,11 @@ def test_same_seed_same_weights_any_threads(path):
     import numba
 
     cfg = _config(12, 4, (0.3, 0.02), 6)
-    first = train(cfg, progress=False, path=path)
+    first = train(cfg, progress=False, step=path)
     old = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        again = train(cfg, progress=False, path=path)
+        again = train(cfg, progress=False, step=path)
     finally:
         numba.set_num_threads(old)
     for k in first.params:
@@ -144,11 +154,11 @@ def test_same_seed_same_weights_any_threads(path):
 def test_fast_paths_are_chunking_independent():
     # each instance's random streams are keyed by its own seed and index, not by its chunk
     cfg = _config(6, 2, 0.2, 8)
-    whole = train(cfg, progress=False, path="fused")
+    whole = train(cfg, progress=False, step="fused")
     chunked = train(
         _config(6, 2, 0.2, 8, memory_budget_gb=3 * bytes_per_instance(cfg) / 2**30),
         progress=False,
-        path="fused",
+        step="fused",
     )
     assert chunked.info["chunks"] > 1
     torch.testing.assert_close(chunked.params["W"], whole.params["W"], rtol=0, atol=0)
@@ -161,18 +171,18 @@ def test_fast_paths_learn_like_the_torch_path(path):
     cfg = _config(5, 2, 0.1, 8, lr=1e-2)
     train_cfg = TrainConfig(**{**cfg.train.__dict__, "steps": 400, "eval_samples": 4096})
     cfg = RunConfig(data=cfg.data, model=cfg.model, train=train_cfg)
-    fast = train(cfg, progress=False, path=path).loss.mean().item()
-    slow = train(cfg, progress=False, path="torch").loss.mean().item()
+    fast = train(cfg, progress=False, step=path).loss.mean().item()
+    slow = train(cfg, progress=False, step="torch").loss.mean().item()
     assert abs(fast - slow) < 0.15 * slow
 
 
 _DIGEST = """
 import hashlib, superposition as sp
-from superposition.train import train
+from superposition.training import train
 cfg = sp.RunConfig(data=sp.DataConfig(n_features=6, density=(1.0, 0.1)),
                    model=sp.ModelConfig(n_hidden=3),
                    train=sp.TrainConfig(instances=2, steps=50, batch_size=64, eval_samples=256))
-run = train(cfg, progress=False, path="fused")
+run = train(cfg, progress=False, step="fused")
 print(hashlib.sha1(run.W.numpy().tobytes() + run.history_loss.numpy().tobytes()).hexdigest())
 """
 

@@ -106,7 +106,7 @@ def test_run_view() -> None:
 
 
 def test_run_view_escapes_what_the_run_says() -> None:
-    h = made_up_run({"device": HOSTILE, "path": "fused"})._repr_html_()
+    h = made_up_run({"device": HOSTILE, "step": "fused"})._repr_html_()
     self_contained(h, 8_000)
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in h
 

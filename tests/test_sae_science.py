@@ -7,7 +7,7 @@ import torch
 
 from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.sae import SAEConfig, train_sae
-from superposition.train import train
+from superposition.training import train
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import torch
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.results import Run
-from superposition.train import train
+from superposition.training import train
 
 pytestmark = pytest.mark.slow
 

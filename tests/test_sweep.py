@@ -23,7 +23,7 @@ from superposition.sweep import (
     run_sweep,
     table_columns,
 )
-from superposition.train import train
+from superposition.training import train
 
 TRAIN = {"steps": 200, "batch_size": 64, "instances": 2, "eval_samples": 500, "log_every": 50}
 
@@ -229,7 +229,7 @@ def test_plan_packs_whole_points_into_few_chunks() -> None:
         (0,), (1,), (2,), (3,), (4,), (5,)
     ]  # fmt: skip
     # a memory budget that holds 4 instances of this config packs 2 points per chunk
-    from superposition.train import bytes_per_instance
+    from superposition.training import bytes_per_instance
 
     small = sweep.point_config(0)
     budget = 4.5 * bytes_per_instance(small) / 2**30

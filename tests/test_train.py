@@ -12,7 +12,7 @@ from superposition.data import FeatureDistribution, importance_from_config
 from superposition.errors import ConfigError
 from superposition.models import ToyModel
 from superposition.results import Run
-from superposition.train import (
+from superposition.training import (
     StepInfo,
     chunk_size,
     derive_seed,
@@ -400,9 +400,14 @@ def test_stacked_configs_share_one_chunk_when_the_budget_allows():
     assert runs[0].info["chunk_instances"] == 10
 
 
-def test_sp_train_stays_callable_once_the_train_module_is_imported() -> None:
+def test_sp_train_is_the_function_and_training_the_module() -> None:
+    import types
+
     import superposition as sp
-    import superposition.sweep  # noqa: F401  (imports superposition.train, the module)
+    import superposition.sweep  # noqa: F401  (imports superposition.training, the module)
+
+    assert isinstance(sp.train, types.FunctionType)
+    assert isinstance(sp.training, types.ModuleType)
 
     cfg = tiny_config(steps=5, instances=1)
     first, second = sp.train(cfg, progress=False), sp.train(cfg, progress=False)

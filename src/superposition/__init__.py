@@ -1,7 +1,7 @@
 """superposition: toy models of superposition (Elhage et al. 2022), fast, batched and checked.
 
 ``import superposition`` stays light: the configs load at once, everything that needs torch loads
-on first use (``superposition.train``, ``superposition.load_run`` ...). No plotting library is
+on first use (``superposition.training``, ``superposition.load_run`` ...). No plotting library is
 imported.
 
     >>> import superposition as sp
@@ -24,7 +24,7 @@ from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.errors import ConfigError, RunDirError  # noqa: E402
 
 _LAZY = {
-    "train": ("superposition.train", "train"),
+    "train": ("superposition.training", "train"),
     "Run": ("superposition.results", "Run"),
     "ToyModel": ("superposition.models", "ToyModel"),
     "FeatureDistribution": ("superposition.data", "FeatureDistribution"),

@@ -308,7 +308,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad input fails here, before torch is imported
 
     from superposition.store import check_target, save_run
-    from superposition.train import train
+    from superposition.training import train
 
     out = Path(args.out)
     check_target(out, overwrite=args.force, hint="--force")

@@ -68,6 +68,13 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
+def _name(what: str, value: Any) -> None:
+    # registered names are checked where the registries live (superposition.training.check):
+    # this layer only knows their form
+    if not isinstance(value, str) or not value.isidentifier():
+        raise ConfigError(f"{what} must be a registered name (an identifier), got {value!r}")
+
+
 def _as_tuple(obj: Any, name: str) -> None:
     """Freeze list-valued fields into tuples so configs hash and compare by value."""
     value = getattr(obj, name)
@@ -133,6 +140,17 @@ class DataConfig:
         "Present features are uniform in [-1, 1] instead of [0, 1]. Default: signed for the 'abs' "
         "model, unsigned otherwise.",
     )
+    source: str = doc_field(
+        "fresh",
+        "Where training samples come from: 'fresh' (new samples every step), 'finite' (a "
+        "training set of dataset_size samples per instance, drawn once from the seed) or "
+        "'sampler' (a callable passed to superposition.train in Python); more can be registered.",
+    )
+    dataset_size: int | None = doc_field(
+        None,
+        "Samples in the finite training set (T, >= 1) of source 'finite'; each step uses "
+        "batch_size of them, or all when batch_size >= T (full batch).",
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -191,6 +209,16 @@ class DataConfig:
                     )
         if self.signed is not None and not isinstance(self.signed, bool):
             raise ConfigError(f"signed must be true or false, got {self.signed!r}")
+        _name("source", self.source)
+        if self.source == "finite":
+            if self.dataset_size is None:
+                raise ConfigError("source 'finite' needs dataset_size, the number of samples T")
+            _int_at_least("dataset_size", self.dataset_size, 1)
+        elif self.dataset_size is not None:
+            raise ConfigError(
+                f"dataset_size applies to source 'finite' only, not {self.source!r}; drop it or "
+                "set source = 'finite'"
+            )
 
     def feature_densities(self, density: float) -> list[float]:
         """Per-feature density for one group's density value."""
@@ -248,6 +276,12 @@ class TrainConfig:
     steps: int = doc_field(10_000, "Optimisation steps (fresh samples every step).")
     batch_size: int = doc_field(1024, "Samples per step and instance.")
     lr: float = doc_field(1e-3, "Peak learning rate.")
+    loss: str = doc_field(
+        "mse",
+        "Loss: 'mse' (importance-weighted squared error, mean over batch and features: the "
+        "notebook's), 'mse_sum' (summed over features: the paper's per-sample loss), "
+        "'cross_entropy' (features as classes); more can be registered.",
+    )
     optimizer: Optimizer = doc_field(
         "adamw", "'adamw' (the notebook's, decoupled weight decay) or 'adam'."
     )
@@ -281,6 +315,7 @@ class TrainConfig:
         _int_at_least("steps", self.steps, 1)
         _int_at_least("batch_size", self.batch_size, 1)
         _in_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        _name("loss", self.loss)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
         _choice("schedule", self.schedule, SCHEDULES)

@@ -1,12 +1,8 @@
-"""Fast CPU training steps: the same gradients as :meth:`ToyModel.loss_and_grads` on a batch drawn
-from the same :class:`FeatureDistribution`, computed without materialising the (mostly zero) input.
+"""The driver of the fast CPU kernels (:mod:`superposition.kernels`): the same gradients as
+:meth:`ToyModel.loss_and_grads` on a batch drawn from the same :class:`FeatureDistribution`,
+computed without materialising the (mostly zero) input. :mod:`superposition.steps.cpu` wraps it
+as the ``fused`` and ``sparse`` steps.
 
-Three paths, chosen from the config and device alone (never from timings), so a config always runs
-the same way; the trainer records the choice in ``Run.info["path"]``:
-
-``torch``
-    the generic path: dense ``FeatureDistribution.sample`` and ``ToyModel.loss_and_grads`` (plain
-    torch ops, device-agnostic; the only path on CUDA, and the fallback without numba).
 ``fused``
     tiny models (``feat * hidden <= FUSED_MAX_WEIGHTS``), typically thousands of instances: one
     numba kernel per step, parallel over instances; each instance's batch is drawn (counter-based
@@ -26,11 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from superposition.config import RunConfig
 from superposition.data import FeatureDistribution
 from superposition.models import HIDDEN_RELU, OUTPUT_RELU, ToyModel
 
-PATHS = ("auto", "torch", "fused", "sparse")
 FUSED_MAX_WEIGHTS = 256
 """Largest ``feat * hidden`` trained by the fused per-sample kernel (above it, matmuls win)."""
 DENSE_ABOVE = 0.1
@@ -45,14 +39,6 @@ def numba_available() -> bool:
     except ImportError:  # pragma: no cover - numba is a dependency
         return False
     return True
-
-
-def choose_path(config: RunConfig, device: torch.device) -> str:
-    """The path a config trains with on ``device`` (deterministic: config and device only)."""
-    if device.type != "cpu" or not numba_available():
-        return "torch"
-    weights = config.data.n_features * config.model.n_hidden
-    return "fused" if weights <= FUSED_MAX_WEIGHTS else "sparse"
 
 
 @dataclass(frozen=True)
@@ -125,7 +111,10 @@ class FastStep:
         grads: dict[str, torch.Tensor],
         batch: int,
         keys: np.ndarray,
+        scale: float | None = None,
     ):
+        """``scale``: what an instance's summed squared error over the batch is divided by (the
+        loss's reduction; default ``batch * feat``, the notebook's mean)."""
         from superposition import kernels
 
         if path not in ("fused", "sparse"):
@@ -137,7 +126,7 @@ class FastStep:
         self.model, self.grads, self.batch = model, grads, batch
         self.keys = keys.astype(np.uint64)
         n_inst, n_feat, n_hidden = model.W.shape
-        self.scale = batch * n_feat
+        self.scale = float(batch * n_feat) if scale is None else scale
         self.importance = importance
         self.coef = (importance * (2.0 / self.scale)).contiguous()
         self.flags = (HIDDEN_RELU[model.kind], OUTPUT_RELU[model.kind], model.kind == "abs")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from superposition._types import Float, Tensor
+from superposition.losses import MEAN_SQUARED_ERROR, Loss
 
 HIDDEN_RELU = {"linear": False, "relu": False, "privileged": True, "abs": True}
 OUTPUT_RELU = {"linear": False, "relu": True, "privileged": True, "abs": True}
@@ -69,12 +70,15 @@ class ToyModel:
         return x.abs() if self.kind == "abs" else x
 
     def loss(
-        self, x: Float[Tensor, "inst batch feat"], importance: Float[Tensor, "inst feat"]
+        self,
+        x: Float[Tensor, "inst batch feat"],
+        importance: Float[Tensor, "inst feat"],
+        loss: Loss = MEAN_SQUARED_ERROR,
     ) -> Float[Tensor, " inst"]:
-        """Importance-weighted squared error, mean over batch and features (the notebook's
-        reduction: the paper's per-sample loss sum_i I_i (x_i - x'_i)^2 divided by n)."""
-        err = (self.forward(x) - self.target(x)).square_()
-        return (err * importance[:, None, :]).mean(dim=(1, 2))
+        """The loss of each instance on the batch ``x`` (default: the importance-weighted squared
+        error with the notebook's reduction, mean over batch and features; see
+        :mod:`superposition.losses`)."""
+        return loss.value(self.forward(x), self.target(x), importance)
 
     def loss_and_grads(
         self,
@@ -83,25 +87,22 @@ class ToyModel:
         grads: dict[str, Tensor],
         *,
         with_loss: bool = True,
+        loss: Loss = MEAN_SQUARED_ERROR,
     ) -> Float[Tensor, " inst"] | None:
         """Write d(sum of per-instance losses)/d(param) into ``grads`` (same keys and shapes as
         :meth:`params`) and return the per-instance loss when ``with_loss``.
 
-        Derivation: with o = W_dec h + b and g = dL/do = 2 I (x' - target) / (batch * feat)
-        (masked by the output ReLU), dL/db = sum_batch g, dL/dW_dec = g^T h, dL/dh = g W_dec
-        (masked by the hidden ReLU), dL/dW = x^T dL/dh, plus dL/dW_dec when tied.
+        Derivation: with o = W_dec h + b, the output x' = act(o) and g = dL/dx' from the loss
+        (for the squared error, 2 I (x' - target) / scale), masked by the output ReLU into dL/do:
+        dL/db = sum_batch g, dL/dW_dec = g^T h, dL/dh = g W_dec (masked by the hidden ReLU),
+        dL/dW = x^T dL/dh, plus dL/dW_dec when tied.
         """
-        n_batch, n_feat = x.shape[1], x.shape[2]
         dec = self.decoder
         h = self.hidden(x)
         out = torch.baddbmm(self.b[:, None, :], h, dec.transpose(1, 2))
         if OUTPUT_RELU[self.kind]:
             out.relu_()
-        diff = out - self.target(x)
-        loss = None
-        if with_loss:
-            loss = (diff.square() * importance[:, None, :]).mean(dim=(1, 2))
-        g = diff.mul_((importance * (2.0 / (n_batch * n_feat)))[:, None, :])
+        value, g = loss.output_grad(out, self.target(x), importance, with_loss=with_loss)
         if OUTPUT_RELU[self.kind]:
             g = _relu_backward(g, out)
         torch.sum(g, dim=1, out=grads["b"])
@@ -114,4 +115,4 @@ class ToyModel:
             grads["W"].baddbmm_(x.transpose(1, 2), g_h)
         else:
             torch.bmm(x.transpose(1, 2), g_h, out=grads["W"])
-        return loss
+        return value

@@ -68,7 +68,7 @@ def reproduce(
 ) -> tuple[Path, list[Claim]]:
     """Train experiment ``name`` and write ``out/name`` (see the module docstring)."""
     from superposition.store import atomic_directory, save_run
-    from superposition.train import train
+    from superposition.training import train
 
     exp = get(name)
     target = Path(out) / name

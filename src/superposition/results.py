@@ -30,7 +30,10 @@ class Run:
     snapshots: dict[str, Tensor] = field(default_factory=dict)
     """Copies of each parameter at ``config.train.snapshot_steps``: leading axis ``snap``."""
     info: dict[str, Any] = field(default_factory=dict)
-    """How the run was made: device, chunk size, wall time, package version."""
+    """How the run was made: device, step, chunk size, wall time, package version."""
+    dataset_loss: Float[Tensor, " inst"] | None = None
+    """For a finite training set (``DataConfig(source="finite")``): each instance's mean loss on
+    its training set, beside the held-out :attr:`loss` on fresh samples."""
 
     @property
     def W(self) -> Float[Tensor, "inst feat hidden"]:
@@ -68,6 +71,7 @@ class Run:
             history_loss=self.history_loss[:, idx],
             snapshots={k: v[:, idx] for k, v in self.snapshots.items()},
             info={**self.info, "selected_instances": list(instances)},
+            dataset_loss=None if self.dataset_loss is None else self.dataset_loss[idx],
         )
 
     def _repr_html_(self) -> str:
@@ -106,7 +110,7 @@ def _run_html(run: Run) -> str:
         ("seed", tr.seed),
     ]
     # how it was trained, when the run says so (train() records these)
-    about += [(k, run.info[k]) for k in ("device", "path", "seconds") if k in run.info]
+    about += [(k, run.info[k]) for k in ("device", "step", "seconds") if k in run.info]
     loss = run.loss.detach().cpu().tolist()
     W = run.W.detach().cpu().float()
     represented = (torch.linalg.vector_norm(W, dim=-1) > REPRESENTED).sum(-1).tolist()

@@ -127,6 +127,11 @@ def load_run(path: PathLike) -> Run:
     steps, hist_loss = _split_history(history, config, root)
     metrics = _read_json(root / METRICS_FILE)
     loss = _loss_from_metrics(metrics, config, root)
+    dataset_loss = None
+    if isinstance(metrics, dict) and metrics.get("dataset_loss") is not None:
+        dataset_loss = _loss_from_metrics(
+            {"loss": metrics["dataset_loss"]}, config, root, key="dataset_loss"
+        )
 
     bad = sorted({k for v in params.values() for k in _nonfinite_instances(v)})
     if bad:
@@ -144,6 +149,7 @@ def load_run(path: PathLike) -> Run:
         history_loss=hist_loss,
         snapshots=snapshots,
         info=dict(info),
+        dataset_loss=dataset_loss,
     )
 
 
@@ -262,6 +268,8 @@ def metrics_dict(run: Run) -> dict[str, Any]:
         "best": best,
         "groups": groups,
     }
+    if run.dataset_loss is not None:
+        out["dataset_loss"] = _floats(run.dataset_loss.tolist())
     try:
         from superposition import geometry
     except ImportError:  # pragma: no cover - geometry is part of the package
@@ -591,7 +599,9 @@ def _split_history(
     return steps, loss
 
 
-def _loss_from_metrics(metrics: Any, config: RunConfig, root: Path) -> torch.Tensor:
+def _loss_from_metrics(
+    metrics: Any, config: RunConfig, root: Path, key: str = "loss"
+) -> torch.Tensor:
     file = root / METRICS_FILE
     if not isinstance(metrics, dict) or "loss" not in metrics:
         raise RunDirError(f"{file} must be a JSON object with a 'loss' list")
@@ -599,10 +609,11 @@ def _loss_from_metrics(metrics: Any, config: RunConfig, root: Path) -> torch.Ten
     if not isinstance(values, list) or not all(
         v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
     ):
-        raise RunDirError(f"{file} has a 'loss' that is not a list of numbers")
+        raise RunDirError(f"{file} has a {key!r} that is not a list of numbers")
     if len(values) != config.n_instances:
         raise RunDirError(
-            f"{file} has {len(values)} losses but {CONFIG_FILE} says {config.n_instances} instances"
+            f"{file} has {len(values)} values in {key!r} but {CONFIG_FILE} says "
+            f"{config.n_instances} instances"
         )
     return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float32)
 

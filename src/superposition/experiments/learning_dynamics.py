@@ -35,7 +35,7 @@ from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
 from superposition.models import ToyModel
 from superposition.results import Claim, Run
-from superposition.train import derive_seed
+from superposition.rng import derive_seed
 
 NAME = "learning-dynamics"
 TITLE = "Section 5: superposition and learning dynamics"

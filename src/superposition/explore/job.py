@@ -1,6 +1,6 @@
 """One training at a time, in a background thread, watched by the page while it runs.
 
-:class:`Trainer` starts :func:`superposition.train.train` in a thread with a callback that keeps the
+:class:`Trainer` starts :func:`superposition.training.train` in a thread with a callback that keeps the
 latest weights and the loss history (every ``log_every`` steps), from which :meth:`Trainer.status`
 builds what the page draws. A second training while one runs is refused (:class:`Busy`); a training
 can be stopped, and is stopped by itself after the time limit. The finished :class:`Run` stays in
@@ -24,7 +24,7 @@ from superposition.explore import frames
 from superposition.fastpaths import FUSED_MAX_WEIGHTS, numba_available
 from superposition.results import Run
 from superposition.store import save_run
-from superposition.train import StepInfo, train
+from superposition.training import StepInfo, train
 
 RECENT = 5
 """Logged losses averaged to pick the instance shown while training."""
@@ -135,7 +135,7 @@ class Trainer:
                 "loss": [frames.rounded(x) for x in run.loss.tolist()],
                 "best": best,
                 "geometry": frames.geometry_label(run.W[best]),
-                "path": run.info.get("path"),
+                "path": run.info.get("step"),
             }
         except _Stop:
             steps = job.config.train.steps

@@ -3,8 +3,8 @@
 Each step samples fresh inputs from the toy run's own feature distribution for every SAE instance
 (``FeatureDistribution.from_config(run.config)``, rows of the chosen toy instances), computes the
 toy model's hidden activations ``h`` and takes one Adam step of every SAE on them: the parameters of
-all instances live in one flat buffer (:class:`superposition.train.FlatParams`) and the optimiser is
-the toy trainer's :class:`~superposition.train.AdamFlat` (plain Adam, no weight decay). After every
+all instances live in one flat buffer (:class:`superposition.training.FlatParams`) and the optimiser is
+the toy trainer's :class:`~superposition.training.AdamFlat` (plain Adam, no weight decay). After every
 step the decoder rows are put back on the unit sphere: Sharkey et al. 2022 need it for the L1
 penalty to mean anything, Gao et al. 2024 do the same for TopK, and we keep it for JumpReLU too so
 that the three are scored on equal terms. Nothing is done per instance on the host.
@@ -33,14 +33,8 @@ from superposition.sae import metrics
 from superposition.sae.config import SAEConfig, SAEInstance, layout
 from superposition.sae.model import SparseAutoencoder
 from superposition.sae.results import SAERun
-from superposition.train import (
-    AdamFlat,
-    FlatParams,
-    derive_seed,
-    lr_at,
-    resolve_device,
-    stream_key,
-)
+from superposition.rng import derive_seed, stream_key
+from superposition.training import AdamFlat, FlatParams, lr_at, resolve_device
 
 EVAL_BATCH = 4096
 RESAMPLE_ENCODER_SCALE = 0.2

@@ -12,9 +12,9 @@ only, never on the grid around it: on the CPU's fused path (models with n_featur
 adding points does not change the others; larger models (the sparse path, whose dense products are
 batched matmuls) agree to float rounding (~1e-7 relative).
 
-Points that can share one batched training (equal :func:`superposition.train.stack_key`) are
+Points that can share one batched training (equal :func:`superposition.training.stack_key`) are
 packed, whole, into as few chunks as the memory budget allows; a chunk is one
-:func:`~superposition.train.train_many` call. A backend runs the chunks: :class:`LocalBackend` in
+:func:`~superposition.training.train_many` call. A backend runs the chunks: :class:`LocalBackend` in
 this process one after another, or the Ray backend of :mod:`superposition.distributed` as tasks.
 Whoever trains a chunk writes its points' run directories.
 

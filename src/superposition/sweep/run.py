@@ -1,8 +1,8 @@
 """Running a sweep: points packed into chunks, chunks trained by a backend, the table at the end.
 
-Points that can share one batched training (equal :func:`superposition.train.stack_key`) are
+Points that can share one batched training (equal :func:`superposition.training.stack_key`) are
 packed, whole, into as few chunks as the memory budget allows; a chunk is one
-:func:`~superposition.train.train_many` call, and whoever trains it writes its points' run
+:func:`~superposition.training.train_many` call, and whoever trains it writes its points' run
 directories (:func:`train_chunk`). A :class:`Backend` runs the chunks: :class:`LocalBackend` in this
 process one after another, or the Ray backend of :mod:`superposition.distributed` as tasks.
 """
@@ -56,7 +56,7 @@ def plan_chunks(
     ``parallel`` > 1 (a backend that runs several chunks at once) a group is split into at least
     that many chunks where it has enough points; ``max_instances`` caps a chunk further.
     """
-    from superposition.train import stack_key
+    from superposition.training import stack_key
 
     groups: dict[Any, list[int]] = {}
     for i in points:
@@ -85,7 +85,7 @@ def plan_chunks(
 
 def memory_capacity(config: RunConfig) -> int:
     """How many instances of this config one training chunk may hold (the memory budget)."""
-    from superposition.train import bytes_per_instance, default_memory_budget, resolve_device
+    from superposition.training import bytes_per_instance, default_memory_budget, resolve_device
 
     budget = config.train.memory_budget_gb
     budget_bytes = (
@@ -114,7 +114,7 @@ def train_chunk(
     ``report`` hears progress in points as training advances (at the logging steps).
     """
     from superposition.store import save_run
-    from superposition.train import StepInfo, train_many
+    from superposition.training import StepInfo, train_many
 
     configs = [sweep.point_config(i) for i in points]
     steps = configs[0].train.steps

@@ -1,0 +1,179 @@
+"""What every step implementation shares: the instances of a chunk, the description of the work
+(:class:`StepSpec`) and the :class:`Step` interface with its held-out evaluation."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from superposition._types import Float, Tensor
+from superposition.config import RunConfig
+from superposition.data import FeatureDistribution, importance_from_config
+from superposition.losses import Loss
+from superposition.models import ToyModel
+from superposition.rng import stream_key
+
+EVAL_BATCH = 4096
+"""Samples per batch of the held-out evaluation."""
+
+# The cost model's constants (seconds, for a 2-core x86 CPU; only their ratios decide anything)
+FLOP = 1e-10
+"""One multiply-add of a batched matmul."""
+OP = 5e-6
+"""Launching one torch operation."""
+MATMUL_PER_INSTANCE = 1e-7
+"""The per-instance overhead of a batched matmul on small matrices."""
+
+Sampler = Callable[[int, torch.Generator], Tensor]
+"""A user's data source: ``sampler(batch, generator)`` returns a ``[batch, inst, feat]`` float
+tensor of samples for every instance of the run."""
+
+
+@dataclass(frozen=True)
+class Instances:
+    """What differs between the instances of one batched training: per-instance density and
+    importance rows and the (config seed, index within that config) pair every random stream of
+    the instance is derived from. Instances of compatible configs stack into one training."""
+
+    density: Float[Tensor, "inst feat"]
+    importance: Float[Tensor, "inst feat"]
+    seeds: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, config: RunConfig) -> "Instances":
+        seed = config.train.seed
+        return cls(
+            density=FeatureDistribution.from_config(config).density,
+            importance=importance_from_config(config),
+            seeds=tuple((seed, k) for k in range(config.n_instances)),
+        )
+
+    @classmethod
+    def cat(cls, parts: Sequence["Instances"]) -> "Instances":
+        return cls(
+            density=torch.cat([p.density for p in parts]),
+            importance=torch.cat([p.importance for p in parts]),
+            seeds=tuple(s for p in parts for s in p.seeds),
+        )
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def rows(self, sl: slice) -> "Instances":
+        return Instances(self.density[sl], self.importance[sl], self.seeds[sl])
+
+    def stream_keys(self, purpose: str) -> np.ndarray:
+        """One key per instance for the counter-based streams of the CPU sampler."""
+        return np.array([stream_key(seed, purpose, k) for seed, k in self.seeds], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """The work one step implementation is asked to do: a chunk of instances of one (model, loss,
+    data source) triple on a device. Implementations say from it whether they can run it
+    (:meth:`Step.supports`) and what it would cost (:meth:`Step.cost`)."""
+
+    config: RunConfig
+    """The template config of the chunk (shapes, model, training settings)."""
+    instances: Instances
+    """The chunk's instances."""
+    device: torch.device
+    loss: Loss
+    source: str
+    """The data source's registered name (``config.data.source``)."""
+    sampler: Sampler | None = field(default=None, compare=False)
+    """The user's sampler, for the "sampler" source."""
+
+    @property
+    def n_instances(self) -> int:
+        return len(self.instances)
+
+    def expected_present(self) -> float:
+        """Mean number of present features per sample, over the chunk's instances."""
+        return float(self.instances.density.sum(dim=1).mean())
+
+    def expected_nonzero_rows(self) -> float:
+        """Mean fraction of samples with at least one present feature (independent features;
+        correlated sets make it smaller, which only favours the sparse path)."""
+        log_absent = torch.log1p(-self.instances.density.clamp(max=1 - 1e-7).double()).sum(1)
+        return float((1.0 - log_absent.exp()).mean())
+
+
+class Step:
+    """One training step of a chunk: sampling, loss and gradient, and the held-out loss.
+
+    An implementation writes the gradients of the sum of per-instance losses into ``grads`` (views
+    of the flat gradient buffer) when called, and returns the per-instance loss on logging steps.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def supports(cls, spec: StepSpec) -> bool:
+        """Whether this implementation can run ``spec`` (model, loss, source, device)."""
+        raise NotImplementedError
+
+    @classmethod
+    def cost(cls, spec: StepSpec) -> float:
+        """Estimated seconds of one step, used to choose among the implementations that support
+        the spec (a model of the arithmetic and memory traffic, not a timing)."""
+        raise NotImplementedError
+
+    def __init__(self, spec: StepSpec, model: ToyModel, grads: dict[str, Tensor]):
+        self.spec = spec
+        self.model = model
+        self.grads = grads
+
+    def __call__(self, step: int, *, with_loss: bool) -> Float[Tensor, " inst"] | None:
+        raise NotImplementedError
+
+    def held_out_batches(self, samples: int) -> Any:
+        """Iterate over ``(inputs [inst, n, feat], n)`` batches of fresh held-out samples."""
+        raise NotImplementedError
+
+    def dataset(self) -> Float[Tensor, "inst sample feat"] | None:
+        """The finite training set, when the source has one."""
+        return None
+
+    @torch.no_grad()
+    def held_out_loss(self, samples: int) -> Float[Tensor, " inst"]:
+        """Mean loss of each instance over ``samples`` fresh samples (the loss best-of-N uses)."""
+        return self._mean_loss(self.held_out_batches(samples), samples)
+
+    @torch.no_grad()
+    def dataset_loss(self) -> Float[Tensor, " inst"] | None:
+        """Mean loss of each instance over its finite training set (``None`` without one)."""
+        data = self.dataset()
+        if data is None:
+            return None
+        n = data.shape[1]
+        batches = ((data[:, i : i + EVAL_BATCH], min(EVAL_BATCH, n - i)) for i in range(0, n, EVAL_BATCH))
+        return self._mean_loss(batches, n)
+
+    def _mean_loss(self, batches: Any, samples: int) -> Float[Tensor, " inst"]:
+        model, loss = self.model, self.spec.loss
+        importance = self.spec.instances.importance.to(model.W.device)
+        if model.W.device.type != "cpu":
+            total = torch.zeros(model.W.shape[0], device=model.W.device)
+            for x, n in batches:
+                total += model.loss(x, importance, loss) * n
+            return (total / samples).to("cpu")
+        # on the CPU one instance at a time: torch's batched matmuls and reductions pick their
+        # kernels and summation order by the whole tensor's shape, which would make an instance's
+        # held-out loss depend (in its last bits) on the instances trained beside it
+        alone = [
+            ToyModel(model.kind, **{p: v[k : k + 1] for p, v in model.params().items()})
+            for k in range(model.W.shape[0])
+        ]
+        total64 = torch.zeros(len(alone), dtype=torch.float64)
+        for x, n in batches:
+            for k, one in enumerate(alone):
+                total64[k] += one.loss(x[k : k + 1], importance[k : k + 1], loss).double()[0] * n
+        return (total64 / samples).float()
+
+
+def batches_of(samples: int) -> list[int]:
+    """Sizes of the held-out batches for ``samples`` samples."""
+    return [min(EVAL_BATCH, samples - done) for done in range(0, samples, EVAL_BATCH)]
