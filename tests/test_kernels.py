@@ -12,8 +12,8 @@ from superposition import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution
 from superposition.fastpaths import FastStep
 from superposition.losses import get_loss
-from superposition.steps import Instances, StepSpec, choose_step
 from superposition.models import ToyModel
+from superposition.steps import Instances, StepSpec, choose_step
 from superposition.training import bytes_per_instance, train
 
 KINDS = [("linear", True), ("relu", True), ("relu", False), ("privileged", True),

@@ -320,7 +320,7 @@ def test_missing_schema_version(saved):
 
 def test_loss_count_mismatch(saved):
     edit_json(saved / "metrics.json", lambda raw: raw.update(loss=[0.1, 0.2]))
-    with pytest.raises(RunDirError, match="has 2 values in 'loss' but config.json says 4 instances"):
+    with pytest.raises(RunDirError, match="has 2 values in 'loss' but config.json says 4"):
         load_run(saved)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from superposition import __version__
-from superposition._types import Float, Tensor
+from superposition._types import Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.losses import get_loss
@@ -100,12 +100,13 @@ class FlatParams:
         total = sum(v.numel() for v in init.values())
         self.flat = torch.empty(total, device=device)
         self.grad = torch.zeros(total, device=device)
-        self.params = self._views(self.flat)
-        self.grads = self._views(self.grad)
+        self.params = self.views(self.flat)
+        self.grads = self.views(self.grad)
         for k, v in init.items():
             self.params[k].copy_(v)
 
-    def _views(self, buf: torch.Tensor) -> dict[str, torch.Tensor]:
+    def views(self, buf: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named views of a buffer laid out like the parameters (the gradient, Adam's moments)."""
         out, offset = {}, 0
         for k, shape in self.shapes.items():
             size = math.prod(shape)

@@ -1,6 +1,6 @@
 """One training at a time, in a background thread, watched by the page while it runs.
 
-:class:`Trainer` starts :func:`superposition.training.train` in a thread with a callback that keeps the
+:class:`Trainer` starts :func:`superposition.train` in a thread with a callback that keeps the
 latest weights and the loss history (every ``log_every`` steps), from which :meth:`Trainer.status`
 builds what the page draws. A second training while one runs is refused (:class:`Busy`); a training
 can be stopped, and is stopped by itself after the time limit. The finished :class:`Run` stays in

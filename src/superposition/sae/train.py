@@ -3,8 +3,9 @@
 Each step samples fresh inputs from the toy run's own feature distribution for every SAE instance
 (``FeatureDistribution.from_config(run.config)``, rows of the chosen toy instances), computes the
 toy model's hidden activations ``h`` and takes one Adam step of every SAE on them: the parameters of
-all instances live in one flat buffer (:class:`superposition.training.FlatParams`) and the optimiser is
-the toy trainer's :class:`~superposition.training.AdamFlat` (plain Adam, no weight decay). After every
+all instances live in one flat buffer (:class:`~superposition.training.FlatParams`), the optimiser
+is the toy trainer's :class:`~superposition.training.AdamFlat` (plain Adam, no weight decay) and
+the loop is the toy trainer's too (:func:`~superposition.training.fit`). After every
 step the decoder rows are put back on the unit sphere: Sharkey et al. 2022 need it for the L1
 penalty to mean anything, Gao et al. 2024 do the same for TopK, and we keep it for JumpReLU too so
 that the three are scored on equal terms. Nothing is done per instance on the host.
@@ -13,7 +14,6 @@ that the three are scored on equal terms. Nothing is done per instance on the ho
 import contextlib
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,14 +29,25 @@ from superposition.data import FeatureDistribution, importance_from_config
 from superposition.errors import ConfigError
 from superposition.models import ToyModel
 from superposition.results import Run
+from superposition.rng import derive_seed, stream_key
 from superposition.sae import metrics
 from superposition.sae.config import SAEConfig, SAEInstance, layout
 from superposition.sae.model import SparseAutoencoder
 from superposition.sae.results import SAERun
-from superposition.rng import derive_seed, stream_key
-from superposition.training import AdamFlat, FlatParams, lr_at, resolve_device
+from superposition.steps import EVAL_BATCH
+from superposition.training import (
+    AdamFlat,
+    FlatParams,
+    Hook,
+    LossHistory,
+    Progress,
+    Snapshots,
+    fit,
+    lr_at,
+    progress_bar,
+    resolve_device,
+)
 
-EVAL_BATCH = 4096
 RESAMPLE_ENCODER_SCALE = 0.2
 """Resampled encoder rows get this times the mean norm of the live ones (Bricken et al. 2023)."""
 
@@ -228,7 +239,7 @@ def train_sae(
     path = choose_path(config, device, path)
     s = setup(run, config, device)
     started = time.perf_counter()
-    bar = _progress_bar(config, progress)
+    bar = progress_bar(config.steps, "training SAEs", progress)
     n_inst, n_lat, n_hidden = s.sae.W_dec.shape
     largest = n_inst * config.batch_size * max(n_lat, n_hidden, s.toy.W.shape[1])
     with cpu_settings(device, largest):
@@ -296,6 +307,75 @@ def stream_keys(config: SAEConfig, instances: Sequence[SAEInstance]) -> np.ndarr
     )
 
 
+class _Step:
+    """One SAE step on a :class:`Setup`: the gradients of every instance, on the torch step
+    (activations drawn with a ``torch.Generator``) or the fused one (:class:`FusedSAEStep`, batches
+    from per-instance streams); it records which latents fired, for resampling."""
+
+    def __init__(self, s: Setup, config: SAEConfig, path: str):
+        device = s.flat.flat.device
+        self.s, self.batch = s, config.batch_size
+        self.gen = torch.Generator(device=device).manual_seed(derive_seed(config.seed, "sae-data"))
+        self.fired = torch.zeros_like(s.sae.mask)
+        self.track = bool(config.resample_dead_every)
+        self.h: Tensor | None = None
+        self.fused = None
+        if path == "fused":
+            from superposition.sae.fused import FusedSAEStep
+
+            keys = stream_keys(config, s.instances)
+            self.fused = FusedSAEStep(s.sae, s.toy, s.dist, s.flat.grads, config.batch_size, keys)
+            self.fired_np = self.fired.numpy()  # shares memory: the kernel ORs into it
+        elif path != "torch":
+            raise ConfigError(f"train_loop runs path 'torch' or 'fused', not {path!r}")
+
+    def activations(self) -> Tensor:
+        """A fresh batch of the toy model's hidden activations (the torch step's data)."""
+        return self.s.toy.hidden(self.s.dist.sample(self.batch, self.gen))
+
+    def __call__(self, step: int, *, with_loss: bool) -> Tensor | None:
+        if self.fused is not None:
+            self.h = None
+            return self.fused(step, self.fired_np, with_loss=with_loss)
+        self.h = self.activations()
+        loss, f = self.s.sae.loss_and_grads(self.h, self.s.flat.grads, with_loss=with_loss)
+        if self.track:
+            self.fired |= (f != 0).any(dim=1)
+        return loss
+
+
+class _Resample(Hook):
+    """After each update: decoder rows back on the unit sphere; every ``resample_dead_every``
+    steps (in the first half of training) dead latents resampled."""
+
+    def __init__(self, step: _Step, adam: AdamFlat, config: SAEConfig):
+        self.step, self.adam, self.config = step, adam, config
+        s = step.s
+        self.gen = torch.Generator(device=s.flat.flat.device).manual_seed(
+            derive_seed(config.seed, "sae-resample")
+        )
+        self.resampled = torch.zeros(len(s.instances), dtype=torch.long, device=s.flat.flat.device)
+
+    def after_update(self, step: int) -> None:
+        s, every = self.step.s, self.config.resample_dead_every
+        normalize_decoder_(s.sae.W_dec)
+        if every and (step + 1) % every == 0 and step + 1 <= self.config.steps // 2:
+            h = self.step.h if self.step.h is not None else self.step.activations()
+            dead = ~self.step.fired & s.sae.mask
+            self.resampled += resample_dead(s.sae, self.adam, s.flat, h, dead, self.gen)
+            self.step.fired.zero_()
+
+
+class _Callbacks(Hook):
+    def __init__(self, callbacks: Sequence[SAECallback], sae: SparseAutoencoder):
+        self.callbacks, self.sae = callbacks, sae
+
+    def on_log(self, step: int, loss: Tensor) -> None:
+        info = SAEStepInfo(step=step, loss=loss, sae=self.sae)
+        for cb in self.callbacks:
+            cb(info)
+
+
 def train_loop(
     s: Setup,
     config: SAEConfig,
@@ -304,70 +384,33 @@ def train_loop(
     *,
     path: str = "torch",
 ) -> tuple[list[int], Tensor, list[Tensor], Tensor]:
-    """Run ``config.steps`` steps on a :class:`Setup`; return the logged steps, the logged losses
-    [log, inst], the decoder snapshots and the number of resampled latents per instance.
+    """Run ``config.steps`` steps on a :class:`Setup` with the toy trainer's loop
+    (:func:`superposition.training.fit`); return the logged steps, the logged losses [log, inst],
+    the decoder snapshots and the number of resampled latents per instance.
 
     ``path`` is "torch" (activations drawn with a ``torch.Generator`` and
     :meth:`SparseAutoencoder.loss_and_grads`) or "fused" (:class:`FusedSAEStep`; the batches then
     come from per-instance streams, and a torch batch is drawn only where dead latents are
     resampled)."""
-    device = s.flat.flat.device
     adam_cfg = _adam_config(config)
     adam = AdamFlat(s.flat, adam_cfg)
-    gen = torch.Generator(device=device).manual_seed(derive_seed(config.seed, "sae-data"))
-    resample_gen = torch.Generator(device=device).manual_seed(
-        derive_seed(config.seed, "sae-resample")
+    step = _Step(s, config, path)
+    history = LossHistory()
+    snapshots = Snapshots({"W_dec": s.sae.W_dec}, snapshot_steps(config, s.toy.W.shape[-1]))
+    resample = _Resample(step, adam, config)
+    hooks: list[Hook] = [snapshots, resample, history, _Callbacks(callbacks, s.sae)]
+    if bar is not None:
+        hooks.append(Progress(bar))
+    fit(
+        step,
+        adam,
+        steps=config.steps,
+        lr=lambda i: lr_at(i, adam_cfg),
+        log_every=config.log_every,
+        hooks=hooks,
     )
-    n_hidden = s.toy.W.shape[-1]
-    snap_at = set(snapshot_steps(config, n_hidden))
-    every = config.resample_dead_every
-    fired = torch.zeros_like(s.sae.mask)
-    resampled = torch.zeros(len(s.instances), dtype=torch.long, device=device)
-    log_steps: list[int] = []
-    log_loss: list[Tensor] = []
-    snaps: list[Tensor] = []
-    reported = 0
-    fused = None
-    if path == "fused":
-        from superposition.sae.fused import FusedSAEStep
-
-        keys = stream_keys(config, s.instances)
-        fused = FusedSAEStep(s.sae, s.toy, s.dist, s.flat.grads, config.batch_size, keys)
-        fired_np = fired.numpy()  # shares memory: the kernel ORs into it
-    elif path != "torch":
-        raise ConfigError(f"train_loop runs path 'torch' or 'fused', not {path!r}")
-    for step in range(config.steps):
-        if step in snap_at:
-            snaps.append(s.sae.W_dec.detach().to("cpu", copy=True))
-        logging = step % config.log_every == 0 or step == config.steps - 1
-        h: Tensor | None = None
-        if fused is not None:
-            loss: Tensor | None = fused(step, fired_np, with_loss=logging)
-        else:
-            h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
-            loss, f = s.sae.loss_and_grads(h, s.flat.grads, with_loss=logging)
-            if every:
-                fired |= (f != 0).any(dim=1)
-        adam.step(lr_at(step, adam_cfg))
-        normalize_decoder_(s.sae.W_dec)
-        if every and (step + 1) % every == 0 and step + 1 <= config.steps // 2:
-            if h is None:
-                h = s.toy.hidden(s.dist.sample(config.batch_size, gen))
-            resampled += resample_dead(s.sae, adam, s.flat, h, ~fired & s.sae.mask, resample_gen)
-            fired.zero_()
-        if logging:
-            assert loss is not None
-            log_steps.append(step)
-            log_loss.append(loss.to("cpu"))
-            info = SAEStepInfo(step=step, loss=loss, sae=s.sae)
-            for cb in callbacks:
-                cb(info)
-            if bar is not None:
-                bar.update(step + 1 - reported)
-                reported = step + 1
-    if config.steps in snap_at:
-        snaps.append(s.sae.W_dec.detach().to("cpu", copy=True))
-    return log_steps, torch.stack(log_loss), snaps, resampled.to("cpu")
+    steps, losses = history.tensors()
+    return steps.tolist(), losses, snapshots.copies["W_dec"], resample.resampled.to("cpu")
 
 
 @torch.no_grad()
@@ -407,32 +450,13 @@ def resample_dead(
     sae.b_enc.masked_fill_(dead, 0.0)
     # forget the optimiser's memory of the old latents, so they start afresh
     for moments in (adam.m, adam.v):
-        views = _views_like(flat, moments)
+        views = flat.views(moments)
         for name in ("W_enc", "W_dec"):
             views[name].masked_fill_(d, 0.0)
         views["b_enc"].masked_fill_(dead, 0.0)
         if "log_threshold" in views:
             views["log_threshold"].masked_fill_(dead, 0.0)
     return n_dead
-
-
-def _views_like(flat: FlatParams, buf: Tensor) -> dict[str, Tensor]:
-    out, offset = {}, 0
-    for name, shape in flat.shapes.items():
-        size = math.prod(shape)
-        out[name] = buf[offset : offset + size].view(shape)
-        offset += size
-    return out
-
-
-def _progress_bar(config: SAEConfig, progress: bool | None) -> Any:
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=config.steps, unit="step", desc="training SAEs", leave=False)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -149,7 +149,8 @@ class Step:
         if data is None:
             return None
         n = data.shape[1]
-        batches = ((data[:, i : i + EVAL_BATCH], min(EVAL_BATCH, n - i)) for i in range(0, n, EVAL_BATCH))
+        starts = range(0, n, EVAL_BATCH)
+        batches = ((data[:, i : i + EVAL_BATCH], min(EVAL_BATCH, n - i)) for i in starts)
         return self._mean_loss(batches, n)
 
     def _mean_loss(self, batches: Any, samples: int) -> Float[Tensor, " inst"]:
