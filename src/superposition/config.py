@@ -63,9 +63,13 @@ def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool 
         raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
 
 
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    """Refuse a value that is not one of ``allowed``, naming the field and what it allows."""
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+_choice = check_choice  # the older spelling, kept while its callers move to check_choice
 
 
 def _name(what: str, value: Any) -> None:

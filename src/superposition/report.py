@@ -108,7 +108,7 @@ def write_report(results_dir: Path, *, out: Path | None = None, redraw: bool = F
     """:func:`build_report`, returning what the report found as well as where it is."""
     results_dir = Path(results_dir)
     _check_results_dir(results_dir)
-    plotly_js = _plotly_js()
+    plotly_js = require_plotly_js()
     out = Path(out) if out is not None else results_dir / REPORT_FILE
     if out.is_dir():
         raise ConfigError(f"report path {out} is a folder; give a file name such as report.html")
@@ -145,7 +145,9 @@ def _check_results_dir(results_dir: Path) -> None:
         )
 
 
-def _plotly_js() -> str:
+def require_plotly_js() -> str:
+    """plotly's JavaScript, which the report embeds; a :class:`ConfigError` saying how to install
+    plotly where it is missing."""
     try:
         from plotly.offline import get_plotlyjs
     except ImportError:

@@ -448,7 +448,7 @@ def _finite_or_none(v: Any) -> Any:
     return v
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Plain JSON values: tuples to lists, tensors to lists, paths to strings, NaN to None."""
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -463,6 +463,9 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return _jsonable(obj.tolist())
     return str(obj)
+
+
+_jsonable = jsonable  # the older spelling, kept while its callers move to jsonable
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,18 +1,25 @@
-"""``superposition sae RUN --out DIR``: SAEs trained on a toy run's activations (layer 5).
+"""``superposition sae RUN --out DIR``: SAEs trained on a toy run's activations.
 
 Every :class:`~superposition.sae.config.SAEConfig` field is a flag, generated from the dataclass
 with the field's documentation as its help (the same spelling rules as ``superposition train``:
 list-valued fields take comma-separated values, ``none`` for an optional field). Bad input is one
-sentence on stderr, exit status 2, nothing written. The helpers of :mod:`superposition.cli` are
-imported when used, because that module imports this one to register the command.
+sentence on stderr, exit status 2, nothing written.
 """
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
+from superposition.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Command,
+    add_progress,
+    fmt,
+    print_interrupted,
+    progress,
+)
+from superposition.cli.flags import add_dataclass_flags, dataclass_flags, dataclass_values
 from superposition.errors import RunDirError
 from superposition.sae.config import SAEConfig
 
@@ -25,56 +32,24 @@ DESCRIPTION = (
     "topk) and --seeds is one SAE instance; all are trained at once. The SAE directory at --out "
     "holds config.json, weights.safetensors, metrics.json and figures/."
 )
-
-
-def _flags() -> list[Any]:
-    from superposition.cli import FieldFlag, _field_kind
-
-    out = []
-    for f in dataclasses.fields(SAEConfig):
-        kind, optional, choices = _field_kind(f.type)
-        out.append(FieldFlag("sae", f.name, kind, optional, choices))
-    return out
+SECTION = "sae"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from superposition.cli import _add_progress, _default_text
-
     p.add_argument("run", metavar="RUN", help="Toy-model run directory (superposition train).")
     p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
     p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
-    _add_progress(p)
-    group = p.add_argument_group("[sae] " + (SAEConfig.__doc__ or "").splitlines()[0].rstrip("."))
-    defaults = SAEConfig()
-    docs = {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(SAEConfig)}
-    metavars = {"int": "N", "float": "X", "str": "NAME", "ints": "N[,N...]", "floats": "X[,X...]"}
-    for ff in _flags():
-        metavar = "{" + ",".join(ff.choices) + "}" if ff.choices else metavars[ff.kind]
-        group.add_argument(
-            ff.flag,
-            dest=ff.dest,
-            metavar=metavar,
-            default=argparse.SUPPRESS,
-            help=(docs[ff.name] + _default_text(getattr(defaults, ff.name))).replace("%", "%%"),
-        )
+    add_progress(p)
+    add_dataclass_flags(p, SECTION, SAEConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> SAEConfig:
-    from superposition.cli import _parse_value
-    from superposition.config import _choice
-
-    values = {}
-    for ff in _flags():
-        if hasattr(args, ff.dest):
-            values[ff.name] = _parse_value(ff, getattr(args, ff.dest))
-            if ff.choices:
-                _choice(ff.name, values[ff.name], ff.choices)
+    """The SAE config: its defaults with the flags on top."""
+    values = dataclass_values(args, dataclass_flags(SECTION, SAEConfig))
     return SAEConfig.from_dict(values, source="command line")
 
 
 def run(args: argparse.Namespace) -> int:
-    from superposition.cli import EXIT_INTERRUPTED, EXIT_OK
-
     config = config_from_args(args)  # bad values fail here, before torch is imported
     source, out = Path(args.run), Path(args.out)
 
@@ -91,12 +66,10 @@ def run(args: argparse.Namespace) -> int:
     toy = load_run(source)
     check_sae_target(out, overwrite=args.force, hint="--force")
     try:
-        sae_run = train_sae(
-            toy, config, source_path=str(source), progress=False if args.no_progress else None
-        )
+        sae_run = train_sae(toy, config, source_path=str(source), progress=progress(args))
         save_sae(sae_run, out, overwrite=args.force)
     except KeyboardInterrupt:
-        print("interrupted: training stopped, nothing was saved", file=sys.stderr)
+        print_interrupted()
         return EXIT_INTERRUPTED
     figures = draw_figures(sae_run, out)
     print_summary(sae_run, out, figures)
@@ -129,7 +102,7 @@ def draw_figures(sae_run: Any, out: Path) -> list[str]:
 
 
 def print_summary(sae_run: Any, out: Path, figures: list[str]) -> None:
-    from superposition.cli import _fmt
+    """One line on what was trained, then one per SAE group: MMCS and fraction recovered."""
     from superposition.sae.store import metrics_dict
 
     cfg, src = sae_run.config, sae_run.source_config
@@ -147,12 +120,12 @@ def print_summary(sae_run: Any, out: Path, figures: list[str]) -> None:
     for g in metrics_dict(sae_run)["groups"]:
         value = g["k"] if cfg.architecture == "topk" else g["coefficient"]
         cells = (
-            str(g["toy_instance"]), str(g["n_latents"]), f"{value:g}", _fmt(g["mmcs_mean"], 3),
-            _fmt(g["mmcs_max"], 3), _fmt(g["recovered_fraction_mean"], 3),
-            _fmt(g["recovered_fraction_max"], 3),
+            str(g["toy_instance"]), str(g["n_latents"]), f"{value:g}", fmt(g["mmcs_mean"], 3),
+            fmt(g["mmcs_max"], 3), fmt(g["recovered_fraction_mean"], 3),
+            fmt(g["recovered_fraction_max"], 3),
         )  # fmt: skip
         print("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     print(f"saved to {out}" + (f" (figures: {', '.join(figures)})" if figures else ""))
 
 
-__all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
+COMMAND = Command(HELP, add_arguments, run, DESCRIPTION)

@@ -1,4 +1,4 @@
-"""``superposition explore``: serve the explorer's page on 127.0.0.1 until Ctrl-C (layer 5).
+"""``superposition explore``: serve the explorer's page on 127.0.0.1 until Ctrl-C.
 
 The options are checked before anything is bound or trained; a port in use is one sentence on
 stderr and exit status 2. Nothing is written until the page saves a run (under ``--out-dir``).
@@ -7,10 +7,10 @@ The server and torch are imported only when the command runs, so ``--help`` stay
 
 import argparse
 import math
-import sys
 import threading
 from pathlib import Path
 
+from superposition.cli.common import EXIT_OK, Command, print_interrupted
 from superposition.errors import ConfigError
 
 HELP = "Serve a local page to train small toy models and watch them learn."
@@ -63,7 +63,6 @@ def check_arguments(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superposition.cli import EXIT_OK
     from superposition.explore.server import start_server
 
     out_dir = check_arguments(args)
@@ -77,9 +76,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("superposition explore: stopped", file=sys.stderr)
+        print_interrupted("superposition explore: stopped")
     finally:
         server.trainer.stop(": the explorer was shut down")
         server.server_close()
         server.trainer.wait(10.0)
     return EXIT_OK
+
+
+COMMAND = Command(HELP, add_arguments, run, DESCRIPTION)

@@ -1,4 +1,4 @@
-"""``superposition sweep SWEEP.toml --out DIR``: run a sweep file, locally or on Ray (layer 5).
+"""``superposition sweep SWEEP.toml --out DIR``: run a sweep file, locally or on Ray.
 
 A sweep file is a run config (``[data]``, ``[model]``, ``[train]``: the base of every point) plus an
 ``[axes]`` table naming the config fields that vary, each a list, ``{linspace = [start, stop,
@@ -9,11 +9,25 @@ Torch, the sweep engine and Ray are imported only when the command runs, so ``--
 """
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from superposition.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Command,
+    add_progress,
+    print_interrupted,
+    progress,
+)
+from superposition.cli.flags import (
+    add_config_flags,
+    flag_values,
+    merge_flags,
+    parse_int,
+    read_toml,
+)
 from superposition.errors import ConfigError
 
 HELP = "Run a sweep file: a labelled grid of configs, trained in a few batched chunks."
@@ -43,8 +57,6 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from superposition import cli
-
     p.epilog = EXAMPLE
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("sweep", metavar="SWEEP.toml", help="Sweep file: [data] [model] [train] [axes].")
@@ -63,20 +75,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-instances",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         help="At most N instances per chunk (default: as many as the memory budget allows).",
     )
     p.add_argument(
         "--force", action="store_true", help="Replace a different sweep already at --out."
     )
-    cli._add_progress(p)
-    cli._add_config_flags(p)
+    add_progress(p)
+    add_config_flags(p)
 
 
-def _positive_int(text: str) -> int:
-    from superposition.cli import _parse_int
-
-    value = _parse_int("--chunk-instances", text)
+def positive_int(text: str) -> int:
+    """``--chunk-instances``'s value: an integer >= 1 (argparse reports a refusal)."""
+    value = parse_int("--chunk-instances", text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
@@ -84,18 +95,12 @@ def _positive_int(text: str) -> int:
 
 def sweep_from_args(args: argparse.Namespace) -> Any:
     """The sweep file with the base-config flags on top."""
-    from superposition import cli
     from superposition.sweep import SweepConfig
 
     path = Path(args.sweep)
-    raw = cli.read_toml(path)
-    flags = cli.flag_values(args)
-    merged: dict[str, Any] = dict(raw)
-    for section, values in flags.items():
-        base = raw.get(section, {})
-        if not isinstance(base, dict):
-            raise ConfigError(f"{path} section [{section}] must be a table, got {base!r}")
-        merged[section] = {**cli._as_field_types(section, base), **values}
+    raw = read_toml(path)
+    flags = flag_values(args)
+    merged = merge_flags(raw, flags, str(path))
     sweep = SweepConfig.from_toml_dict(merged, source=str(path))
     given = {name for values in flags.values() for name in values}
     for name in sweep.names:
@@ -106,8 +111,6 @@ def sweep_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superposition.cli import EXIT_INTERRUPTED, EXIT_OK
-
     sweep = sweep_from_args(args)  # bad input fails here, before anything is written
     from superposition.distributed import backend as make_backend
     from superposition.sweep import done_points, run_sweep
@@ -119,23 +122,23 @@ def run(args: argparse.Namespace) -> int:
             sweep,
             out,
             backend=backend,
-            progress=False if args.no_progress else None,
+            progress=progress(args),
             force=args.force,
             max_chunk_instances=args.chunk_instances,
         )
     except KeyboardInterrupt:
         done = len(done_points(out, sweep)) if out.is_dir() else 0
-        print(
+        print_interrupted(
             f"interrupted: {done} of {sweep.n_points} points are finished and kept in {out}; "
-            "run the same command again to train the rest",
-            file=sys.stderr,
+            "run the same command again to train the rest"
         )
         return EXIT_INTERRUPTED
-    _print_summary(result)
+    print_summary(result)
     return EXIT_OK
 
 
-def _print_summary(result: Any) -> None:
+def print_summary(result: Any) -> None:
+    """The sweep, how it was trained, the geometries found and where the results are."""
     sweep, info = result.sweep, result.info
     seeds = sweep.base.train.instances
     print(
@@ -152,3 +155,6 @@ def _print_summary(result: Any) -> None:
     print(f"geometry of the best seeds: {shown}{' ...' if len(labels) > 6 else ''}")
     print(f"results: {result.path / 'results.csv'} (one row per point)")
     print(f"runs: {result.path / 'points'}/NNNN (one run directory per point)")
+
+
+COMMAND = Command(HELP, add_arguments, run, DESCRIPTION)

@@ -1,0 +1,144 @@
+"""``superposition reproduce NAME|--all --out DIR``: one of the paper's experiments, or all of them
+followed by the HTML report: train, save, draw the figures and check the claims."""
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from superposition.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Command,
+    add_progress,
+    print_interrupted,
+    progress,
+)
+from superposition.errors import ConfigError
+
+HELP = "Reproduce one of the paper's experiments: train, save, draw figures, check claims."
+
+
+def experiment_names() -> tuple[str, ...]:
+    """Names ``reproduce`` accepts, from the light ``superposition.experiments`` package (so that
+    ``--help`` and ``--version`` do not import torch)."""
+    from superposition.experiments import EXPERIMENT_NAMES
+
+    return EXPERIMENT_NAMES
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help=f"Experiment to reproduce: {', '.join(experiment_names())}.",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="Reproduce every experiment in the paper's order, then write DIR/report.html.",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="Folder in which to write the run DIR/NAME."
+    )
+    p.add_argument("--quick", action="store_true", help="Fewer seeds and steps (a quick look).")
+    p.add_argument(
+        "--force", action="store_true", help="Replace results already at DIR/NAME (every NAME)."
+    )
+    add_progress(p)
+
+
+def print_claims(claims: Sequence[Any]) -> None:
+    """Each claim checked, whether it holds, and what was measured."""
+    for c in claims:
+        print(f"[{'holds' if c.holds else 'FAILS'}] {c.section}: {c.text}")
+        print(f"         measured: {c.measured}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from superposition import reproduce
+
+    if args.all:
+        return run_all(args)
+    if args.name not in experiment_names():
+        raise ConfigError(
+            f"unknown experiment {args.name!r}; known experiments: {', '.join(experiment_names())}"
+        )
+    try:
+        target, claims = reproduce.reproduce(
+            args.name,
+            Path(args.out),
+            quick=args.quick,
+            force=args.force,
+            progress=progress(args),
+        )
+    except KeyboardInterrupt:
+        print_interrupted()
+        return EXIT_INTERRUPTED
+    print_claims(claims)
+    print(f"saved to {target} (figures in {target / 'figures'})")
+    return EXIT_OK
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """``reproduce --all``: every available experiment in the paper's order, then the report."""
+    from superposition import report, reproduce
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    report.require_plotly_js()  # the report needs plotly: say so before training, not after
+    available, skipped = [], []
+    for name in experiment_names():
+        try:
+            reproduce.get(name)
+        except ConfigError:
+            skipped.append(name)
+            continue
+        available.append(name)
+    # every target is checked before anything is trained: a refusal after an hour of training,
+    # or a folder half-filled by --all, would be worse than refusing at once
+    refusals, existing = [], []
+    for name in available:
+        try:
+            reproduce.check_target(out / name, force=args.force)
+        except ConfigError as exc:
+            if (out / name / reproduce.EXPERIMENT_FILE).is_file():
+                existing.append(name)
+            else:
+                refusals.append(str(exc))
+    if existing:
+        refusals.append(
+            f"{out} already holds results of {', '.join(existing)}; pass --force to replace them"
+        )
+    if refusals:
+        raise ConfigError("; ".join(refusals) + " (nothing was trained)")
+    for name in skipped:
+        print(f"skipping {name}: not available in this version yet")
+    for k, name in enumerate(available, 1):
+        print(f"== {k}/{len(available)} {name}")
+        try:
+            target, claims = reproduce.reproduce(
+                name,
+                out,
+                quick=args.quick,
+                force=args.force,
+                progress=progress(args),
+            )
+        except KeyboardInterrupt:
+            done = ", ".join(available[: k - 1]) or "none"
+            print_interrupted(
+                f"interrupted: {name} was not saved; finished experiments ({done}) are in {out}"
+            )
+            return EXIT_INTERRUPTED
+        print_claims(claims)
+        print(f"saved to {target}")
+    info = report.write_report(out)
+    print(f"report: {info.path}")
+    print(info.summary())
+    return EXIT_OK
+
+
+COMMAND = Command(HELP, add_arguments, run)
