@@ -31,6 +31,7 @@ from superposition import geometry
 from superposition._types import Float, Tensor
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
+from superposition.losses import per_sample_loss
 from superposition.models import ToyModel
 from superposition.results import Claim, Run
 from superposition.rng import derive_seed
@@ -81,8 +82,7 @@ def sample_loss(
     importance: Float[Tensor, "inst feat"],
 ) -> Float[Tensor, "inst batch"]:
     """The paper's per-sample loss divided by n: ``sum_i I_i (f(x_in)_i - target_i)^2 / n``."""
-    err = (model.forward(x_in) - target).square()
-    return (err * importance[:, None, :]).mean(-1)
+    return per_sample_loss(model.forward(x_in), target, importance) / x_in.shape[-1]
 
 
 def budget(x: Float[Tensor, "inst batch feat"], fraction: float = BUDGET) -> Float[Tensor, " inst"]:

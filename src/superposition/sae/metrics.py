@@ -21,6 +21,7 @@ model dropped leaves nothing in its activations to recover.
 import torch
 
 from superposition._types import Bool, Float, Tensor
+from superposition.losses import MEAN_SQUARED_ERROR
 from superposition.models import OUTPUT_RELU, ToyModel
 
 REPRESENTED_NORM = 0.5
@@ -79,8 +80,7 @@ def spliced_loss(
 ) -> Float[Tensor, " inst"]:
     """The toy model's loss (same reduction as :meth:`ToyModel.loss`) when its hidden activation
     is replaced by ``h``, e.g. an SAE's reconstruction."""
-    err = (toy_output_from_hidden(toy, h) - toy.target(x)).square()
-    return (err * importance[:, None, :]).mean(dim=(1, 2))
+    return MEAN_SQUARED_ERROR.value(toy_output_from_hidden(toy, h), toy.target(x), importance)
 
 
 def fraction_of_variance_unexplained(

@@ -18,6 +18,9 @@ batched matmuls on the sparse step).
 
 from collections.abc import Iterator
 
+import numpy as np
+import torch
+
 from superposition._types import Float, Tensor
 from superposition.fastpaths import FUSED_MAX_WEIGHTS, FastStep, numba_available
 from superposition.losses import SquaredError
@@ -68,6 +71,18 @@ class _CpuStep(Step):
 
     def held_out_batches(self, samples: int) -> Iterator[tuple[Tensor, int]]:
         return self.source.held_out(samples)
+
+    def drawn_batch(self, step: int) -> Float[Tensor, "inst batch feat"]:
+        """The batch this step draws at ``step``, dense (for checks; the step never builds it)."""
+        if self.path == "fused":
+            return self.fast.sample_dense(step).contiguous()
+        from superposition import kernels
+
+        idx, val, rowptr = self.fast.sample_csr(step)
+        n_inst, n_feat, _ = self.model.W.shape
+        x = np.zeros((n_inst, self.fast.batch, n_feat), np.float32)
+        kernels.csr_to_dense(idx, val, rowptr, x)
+        return torch.from_numpy(x)
 
 
 class FusedStep(_CpuStep):

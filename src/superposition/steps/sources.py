@@ -3,9 +3,9 @@
 ``fresh``
     new samples of the feature distribution every step (Elhage et al. 2022, Section 2: the paper's
     and the notebook's setting). On the CPU every instance draws from its own counter-based stream
-    (:mod:`superposition.kernels`), the same stream the fast CPU steps draw from, so an instance's
-    batches do not depend on what it is trained beside or on which step implementation runs; on
-    CUDA the chunk draws from one ``torch.Generator`` on the device.
+    (:mod:`superposition.kernels`), so an instance's batches do not depend on what it is trained
+    beside; the torch step's batches are exactly the fused step's. On CUDA the chunk draws from
+    one ``torch.Generator`` on the device.
 ``finite``
     a training set of ``dataset_size`` (T) samples per instance, drawn once from the seed and
     iterated in batches (the setting of Henighan et al. 2023, *Superposition, Memorization, and
@@ -21,6 +21,7 @@ A new source is a subclass of :class:`Source` plus ``register_source(name, cls)`
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -75,26 +76,33 @@ class FreshSource(Source):
         self.dist = distribution(spec)
         self.on_cpu = spec.device.type == "cpu"
         if self.on_cpu:
-            from superposition.fastpaths import Units
+            from superposition.fastpaths import DENSE_ABOVE_VECTOR, Units
 
-            self.units = Units.of(self.dist)
+            # training batches as the fused step draws them (its vectorised coins for independent
+            # features), held-out batches as every CPU step's evaluation has always drawn them
+            independent = not (self.dist.correlated or self.dist.anticorrelated)
+            self.units = Units.of(self.dist, DENSE_ABOVE_VECTOR) if independent else Units.of(self.dist)
+            self.eval_units = Units.of(self.dist)
             self.keys = spec.instances.stream_keys("data-stream")
             self.eval_keys = spec.instances.stream_keys("eval-stream")
         else:
             self.gen = torch.Generator(device=spec.device).manual_seed(_chunk_seed(spec, "data"))
             self.eval_gen = torch.Generator(device=spec.device)
 
-    def draw(self, keys: object, counter: int, size: int) -> Float[Tensor, "inst batch feat"]:
+    def draw(
+        self, keys: object, counter: int, size: int, units: Any = None
+    ) -> Float[Tensor, "inst batch feat"]:
         """``size`` samples per instance from the CPU streams ``keys`` at ``counter``."""
         from superposition import kernels
 
+        units = units or self.eval_units
         x = torch.zeros((self.dist.n_instances, self.dist.n_features, size))
-        kernels.sample_dense(keys, counter, *self.units.args(), self.units.signed, x.numpy())
+        kernels.sample_dense(keys, counter, *units.args(), units.signed, x.numpy())
         return x.transpose(1, 2)
 
     def batch(self, step: int, size: int) -> Float[Tensor, "inst batch feat"]:
         if self.on_cpu:
-            return self.draw(self.keys, step, size)
+            return self.draw(self.keys, step, size, self.units)
         return self.dist.sample(size, self.gen)
 
     def held_out(self, samples: int) -> Iterator[tuple[Tensor, int]]:
