@@ -228,7 +228,7 @@ def test_a_user_sampler_trains_on_the_torch_step():
 @pytest.mark.parametrize(
     ("returned", "message"),
     [
-        (lambda b, g: torch.zeros(b, 3, 6), r"shape \(\d+, 3, 6\); it must return .* \[\d+, 2, 6\]"),
+        (lambda b, g: torch.zeros(b, 3, 6), r"shape \(\d+, 3, 6\); it must return .*\[\d+, 2, 6\]"),
         (lambda b, g: torch.zeros(b, 2, 6, dtype=torch.long), "a torch.int64 tensor"),
         (lambda b, g: [[0.0]], "returned a list"),
     ],

@@ -76,12 +76,13 @@ class FreshSource(Source):
         self.dist = distribution(spec)
         self.on_cpu = spec.device.type == "cpu"
         if self.on_cpu:
-            from superposition.fastpaths import DENSE_ABOVE_VECTOR, Units
+            from superposition.fastpaths import DENSE_ABOVE, DENSE_ABOVE_VECTOR, Units
 
             # training batches as the fused step draws them (its vectorised coins for independent
             # features), held-out batches as every CPU step's evaluation has always drawn them
             independent = not (self.dist.correlated or self.dist.anticorrelated)
-            self.units = Units.of(self.dist, DENSE_ABOVE_VECTOR) if independent else Units.of(self.dist)
+            threshold = DENSE_ABOVE_VECTOR if independent else DENSE_ABOVE
+            self.units = Units.of(self.dist, threshold)
             self.eval_units = Units.of(self.dist)
             self.keys = spec.instances.stream_keys("data-stream")
             self.eval_keys = spec.instances.stream_keys("eval-stream")
