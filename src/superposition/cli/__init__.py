@@ -1,4 +1,4 @@
-"""The command line: ``superposition train | inspect | reproduce | report | sweep | sae | explore``.
+"""The command line: ``superposition train | inspect | plot | reproduce | report | sweep | sae | explore``.
 
 Every config field becomes a flag, generated from the dataclasses with the field's documentation
 as its help, so the two cannot drift apart. Bad input (a :class:`ConfigError` or
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from superposition import __version__
-from superposition.cli import explore, inspect, report, reproduce, sae, sweep, train
+from superposition.cli import explore, inspect, plot, report, reproduce, sae, sweep, train
 from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -32,6 +32,7 @@ from superposition.errors import ConfigError
 COMMANDS: dict[str, Command] = {
     "train": train.COMMAND,
     "inspect": inspect.COMMAND,
+    "plot": plot.COMMAND,
     "reproduce": reproduce.COMMAND,
     "report": report.COMMAND,
     "sweep": sweep.COMMAND,

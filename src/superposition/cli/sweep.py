@@ -81,6 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="Replace a different sweep already at --out."
     )
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="Draw the sweep's figures into DIR/figures (PNG, SVG) when it is complete.",
+    )
     add_progress(p)
     add_config_flags(p)
 
@@ -134,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     print_summary(result)
+    if args.plot:
+        from superposition.plots import draw_sweep
+
+        for path in draw_sweep(result, out / "figures"):
+            print(path)
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ fails before torch is imported, and a run directory is written only when trainin
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="Run directory to write.")
     p.add_argument("--force", action="store_true", help="Replace a run already at --out.")
+    p.add_argument(
+        "--plot", action="store_true", help="Draw the run's figures into DIR/figures (PNG, SVG)."
+    )
     add_progress(p)
     add_config_flags(p)
 
@@ -45,13 +49,19 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad input fails here, before torch is imported
 
     from superposition.store import check_target, save_run
-    from superposition.training import train
+    from superposition.training import check, train
 
+    check([config])  # an unknown loss or source, a training set over the budget: refused now
     out = Path(args.out)
     check_target(out, overwrite=args.force, hint="--force")
     try:
         trained = train(config, progress=progress(args))
-        save_run(trained, out, overwrite=args.force)
+        figures: Callable[..., object] | None = None
+        if args.plot:
+            from superposition.plots import draw_run
+
+            figures = draw_run
+        save_run(trained, out, overwrite=args.force, figures=figures)
     except KeyboardInterrupt:
         print_interrupted()
         return EXIT_INTERRUPTED

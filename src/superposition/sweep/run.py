@@ -85,15 +85,24 @@ def plan_chunks(
 
 def memory_capacity(config: RunConfig) -> int:
     """How many instances of this config one training chunk may hold (the memory budget)."""
-    from superposition.training import bytes_per_instance, default_memory_budget, resolve_device
+    from superposition.training import bytes_per_instance, memory_budget, resolve_device
 
-    budget = config.train.memory_budget_gb
-    budget_bytes = (
-        budget * 2**30
-        if budget is not None
-        else default_memory_budget(resolve_device(config.train.device))
-    )
-    return max(1, int(budget_bytes // bytes_per_instance(config)))
+    budget = memory_budget(config, resolve_device(config.train.device))
+    return max(1, int(budget // bytes_per_instance(config)))
+
+
+def _check_points(sweep: SweepConfig) -> None:
+    """What training would refuse (an unknown loss or source, a training set over the budget),
+    refused before the folder is made: one config per kind of training is enough."""
+    from superposition.training import check, stack_key
+
+    seen: set[Any] = set()
+    for i in range(sweep.n_points):
+        config = sweep.point_config(i)
+        key = stack_key(config)
+        if key not in seen:
+            seen.add(key)
+            check([config])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,6 +219,7 @@ def run_sweep(
         raise ConfigError(
             f"max_chunk_instances must be an integer >= 1, got {max_chunk_instances!r}"
         )
+    _check_points(sweep)
     backend = backend if backend is not None else LocalBackend()
     started = time.perf_counter()
     root = Path(out)
