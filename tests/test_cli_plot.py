@@ -77,8 +77,8 @@ def test_train_refuses_unknown_loss_and_source_and_writes_nothing(tmp_path, caps
     assert_refused(code, err, "unknown data source 'tape'", "finite")
     code, _, err = run_cli(capsys, "train", *TINY, "--source", "finite", "--out", str(out))
     assert_refused(code, err, "needs dataset_size")
-    code, _, err = run_cli(capsys, "train", *TINY, "--source", "finite", "--dataset-size",
-                           "100000000000", "--memory-budget-gb", "1", "--out", str(out))  # fmt: skip
+    huge = ["--source", "finite", "--dataset-size", "100000000000", "--memory-budget-gb", "1"]
+    code, _, err = run_cli(capsys, "train", *TINY, *huge, "--out", str(out))
     assert_refused(code, err, "dataset_size 100000000000 needs", "memory budget")
     assert not out.exists()
 

@@ -1,4 +1,5 @@
-"""The command line: ``superposition train | inspect | plot | reproduce | report | sweep | sae | explore``.
+"""The command line: ``superposition COMMAND``, one module per command (``train``, ``inspect``,
+``plot``, ``reproduce``, ``report``, ``sweep``, ``sae``, ``explore``).
 
 Every config field becomes a flag, generated from the dataclasses with the field's documentation
 as its help, so the two cannot drift apart. Bad input (a :class:`ConfigError` or
