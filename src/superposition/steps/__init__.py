@@ -14,7 +14,7 @@ one subclass of :class:`Step` plus :func:`register_step`; a new loss or data sou
 """
 
 from superposition.errors import ConfigError
-from superposition.steps.base import EVAL_BATCH, Instances, Sampler, Step, StepSpec
+from superposition.steps.base import EVAL_BATCH, Instances, Sampler, Step, StepSpec, cheapest
 from superposition.steps.cpu import FusedStep, SparseStep
 from superposition.steps.sources import SOURCES, Source, get_source, register_source
 from superposition.steps.torch_step import TorchStep
@@ -34,17 +34,12 @@ def register_step(cls: type[Step]) -> type[Step]:
 def choose_step(spec: StepSpec, name: str = "auto") -> type[Step]:
     """The implementation to run ``spec``: ``name``, or with "auto" the supported one of least
     estimated cost. A named implementation that cannot run the spec is refused."""
-    if name != "auto":
-        if name not in STEPS:
-            raise ConfigError(f"step must be one of auto, {', '.join(STEPS)}; got {name!r}")
-        if not STEPS[name].supports(spec):
-            raise ConfigError(
-                f"the {name!r} step cannot run this training (model {spec.config.model.kind}, "
-                f"loss {spec.loss.name}, source {spec.source}, device {spec.device}); use 'auto'"
-            )
-        return STEPS[name]
-    usable = [cls for cls in STEPS.values() if cls.supports(spec)]
-    return min(usable, key=lambda cls: cls.cost(spec))
+    describe = (
+        f"this training (model {spec.config.model.kind}, loss {spec.loss.name}, source "
+        f"{spec.source}, device {spec.device})"
+    )
+    chosen: type[Step] = cheapest(STEPS, spec, name, describe=describe)
+    return chosen
 
 
 for _cls in (TorchStep, FusedStep, SparseStep):
@@ -62,6 +57,7 @@ __all__ = [
     "Step",
     "StepSpec",
     "TorchStep",
+    "cheapest",
     "choose_step",
     "get_source",
     "register_source",

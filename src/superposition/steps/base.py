@@ -1,7 +1,7 @@
 """What every step implementation shares: the instances of a chunk, the description of the work
 (:class:`StepSpec`) and the :class:`Step` interface with its held-out evaluation."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -11,6 +11,7 @@ import torch
 from superposition._types import Float, Tensor
 from superposition.config import RunConfig
 from superposition.data import FeatureDistribution, importance_from_config
+from superposition.errors import ConfigError
 from superposition.losses import Loss
 from superposition.models import ToyModel
 from superposition.rng import stream_key
@@ -173,6 +174,30 @@ class Step:
             for k, one in enumerate(alone):
                 total64[k] += one.loss(x[k : k + 1], importance[k : k + 1], loss).double()[0] * n
         return (total64 / samples).float()
+
+
+def cheapest(
+    implementations: Mapping[str, Any],
+    spec: Any,
+    name: str = "auto",
+    *,
+    what: str = "step",
+    describe: str = "",
+) -> Any:
+    """``implementations[name]``, or with "auto" the one of least estimated ``cost(spec)`` among
+    those that ``supports(spec)``: how the toy trainer and the SAE trainer choose their steps.
+    A name that is not registered, or whose implementation cannot run ``spec`` (``describe``
+    says what the spec is), is refused in one sentence."""
+    if name != "auto":
+        if name not in implementations:
+            raise ConfigError(
+                f"{what} must be one of auto, {', '.join(implementations)}; got {name!r}"
+            )
+        if not implementations[name].supports(spec):
+            raise ConfigError(f"the {name!r} {what} cannot run {describe}; use 'auto'")
+        return implementations[name]
+    usable = [cls for cls in implementations.values() if cls.supports(spec)]
+    return min(usable, key=lambda cls: cls.cost(spec))
 
 
 def batches_of(samples: int) -> list[int]:
