@@ -1,5 +1,6 @@
-"""Figures of any run and any sweep: the files draw_run / draw_sweep / draw write, the generic figure
-functions on runs of every model kind, the paper's functions on a user's records, the store hook."""
+"""Figures of any run and any sweep: the files draw_run / draw_sweep / draw write, the generic
+figure functions on runs of every model kind, the paper's functions on a user's records, the store
+hook."""
 
 import dataclasses
 from pathlib import Path
@@ -60,7 +61,8 @@ def phase_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepResult:
 
 
 def check_files(paths: list[Path], out: Path, names: list[str]) -> None:
-    """Exactly ``names`` as PNG and SVG in ``out``: real images of a sensible size, no temp files."""
+    """Exactly ``names`` as PNG and SVG in ``out``: real images of a sensible size, no temp
+    files."""
     expected = sorted(f"{n}.{ext}" for n in names for ext in ("png", "svg"))
     assert sorted(p.name for p in paths) == expected
     assert sorted(p.name for p in out.iterdir()) == expected, "only the figures, no temp files"

@@ -29,6 +29,8 @@ CMAP = ListedColormap(COLOURS)
 def _edges(values: np.ndarray) -> np.ndarray:
     """Cell edges for log-spaced centres (geometric midpoints, extended at both ends)."""
     logs = np.log10(values)
+    if logs.size == 1:  # one value: a cell one decade wide around it
+        return np.asarray(10 ** (logs[0] + np.array([-0.5, 0.5])))
     mids = (logs[1:] + logs[:-1]) / 2
     first, last = logs[0] - (mids[0] - logs[0]), logs[-1] + (logs[-1] - mids[-1])
     return np.asarray(10 ** np.concatenate([[first], mids, [last]]))
@@ -76,7 +78,7 @@ def theory_applies(config: RunConfig) -> bool:
     )
 
 
-def phase_grid(source: "Run | SweepResult") -> PhaseGrid:
+def phase_grid(source: Run | SweepResult) -> PhaseGrid:
     """The phase grid of a run whose groups span density x relative_importance (the paper's
     experiment: one importance_decay), or of a sweep whose only axes with more than one value are
     ``density`` and ``relative_importance`` (a ConfigError otherwise)."""
@@ -182,8 +184,9 @@ def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
     if not grids:
         raise ConfigError("phase_diagrams needs at least one run or sweep")
     cols = 3 if any(g.theoretical is not None for g in grids) else 1
+    height = 3.6 * len(grids) + (0 if cols == 3 else 1.0)
     fig, axes = plt.subplots(
-        len(grids), cols, figsize=(11.5 if cols == 3 else 4.8, 3.6 * len(grids)), squeeze=False
+        len(grids), cols, figsize=(11.5 if cols == 3 else 4.8, height), squeeze=False
     )
     for row, g in enumerate(grids):
         name = f"n={g.n}, m={g.m}"
@@ -206,11 +209,13 @@ def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
                      "(Section 3)")
         fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     else:
+        note = textwrap.fill(_NO_THEORY, 80)
+        note_height = (0.13 * (note.count("\n") + 1) + 0.05) / height  # 7-point lines
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7)
         fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=7,
-                   bbox_to_anchor=(0.5, 0.07))
+                   bbox_to_anchor=(0.5, note_height))
         fig.suptitle("The extra (last) feature's phase (Section 3)", fontsize=10)
-        fig.text(0.5, 0.06, textwrap.fill(_NO_THEORY, 70), ha="center", va="top", fontsize=7)
-        fig.tight_layout(rect=(0, 0.16, 1, 0.95))
+        fig.tight_layout(rect=(0, note_height + 0.3 / height, 1, 0.95))
     return fig
 
 

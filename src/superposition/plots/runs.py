@@ -130,8 +130,12 @@ def setting(run: Run, *, kind: bool = True, best: bool = True) -> str:
     decays = cfg.data.importance_decay
     if cfg.data.importance is None and len(decays) == 1:
         text += ", equal importance" if decays[0] == 1 else f", importance {decays[0]:g}^i"
+    relative = cfg.data.relative_importance
+    if len(relative) == 1 and relative[0] != 1:
+        text += f", the last feature's x {relative[0]:g}"
     if best:
-        text += f"; {seeds(run)}" + (" per group" if cfg.n_groups > 1 else "")
+        grouped = cfg.n_groups > 1 and run.n_instances == cfg.n_instances
+        text += f"; {seeds(run)}" + (" per group" if grouped else "")
     return text
 
 
@@ -204,8 +208,8 @@ def _width(k: int) -> int:
 
 
 def _wrap(fig: Figure, text: str, fontsize: int) -> str:
-    """``text`` wrapped, line by line, to the figure's width (a character is about 0.6 em)."""
-    width = max(30, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    """``text`` wrapped, line by line, to the figure's width (a character is about 0.65 em)."""
+    width = max(30, int(fig.get_figwidth() * 72 / (0.65 * fontsize)))
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
