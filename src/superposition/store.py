@@ -69,17 +69,28 @@ def is_run_dir(path: PathLike) -> bool:
     return p.is_dir() and all((p / name).is_file() for name in REQUIRED_FILES)
 
 
-def save_run(run: Run, path: PathLike, *, overwrite: bool = False) -> Path:
+def save_run(
+    run: Run,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    figures: Callable[[Run, Path], object] | None = None,
+) -> Path:
     """Write ``run`` to the run directory ``path`` atomically and return the path.
 
     An existing run at ``path`` is refused unless ``overwrite``; an empty directory is replaced;
     any other file or non-empty directory is always refused (nothing that is not a run is deleted).
+    ``figures(run, figures_dir)``, when given (e.g. ``superposition.plots.draw_run``), draws into
+    the temporary folder's ``figures/`` before the rename: the run appears with its figures or,
+    when drawing fails, not at all.
     """
     target = Path(path)
     check_target(target, overwrite=overwrite)
     _check_run(run)
     with atomic_directory(target) as tmp:
         _write_contents(run, tmp)
+        if figures is not None:
+            figures(run, tmp / FIGURES_DIR)
     return target
 
 

@@ -1,14 +1,25 @@
-"""Section 3's phase diagrams: empirical, theoretical and overlaid, for each model of the run."""
+"""Section 3's phase diagrams: empirical, theoretical and overlaid, for the paper's runs and for any
+run or sweep over density x relative importance (one function draws both)."""
+
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from superposition import theory
-from superposition.experiments.phase_change import Diagrams, diagrams
+from superposition._types import Tensor
+from superposition.config import RunConfig
+from superposition.errors import ConfigError
+from superposition.experiments.phase_change import diagrams
 from superposition.results import Run
+from superposition.sweep.folder import SweepResult
 
 # one colour per phase, in theory.PHASES order: not represented, dedicated dimension, superposition
 COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452")
@@ -18,14 +29,127 @@ CMAP = ListedColormap(COLOURS)
 def _edges(values: np.ndarray) -> np.ndarray:
     """Cell edges for log-spaced centres (geometric midpoints, extended at both ends)."""
     logs = np.log10(values)
+    if logs.size == 1:  # one value: a cell one decade wide around it
+        return np.asarray(10 ** (logs[0] + np.array([-0.5, 0.5])))
     mids = (logs[1:] + logs[:-1]) / 2
     first, last = logs[0] - (mids[0] - logs[0]), logs[-1] + (logs[-1] - mids[-1])
     return np.asarray(10 ** np.concatenate([[first], mids, [last]]))
 
 
-def _panel(ax: plt.Axes, d: Diagrams, labels: np.ndarray, title: str) -> None:
+@dataclass(frozen=True)
+class PhaseGrid:
+    """The extra (last) feature's phase at every point of a density x relative-importance grid,
+    ``[importance, density]`` indices into :data:`theory.PHASES`, and the theory's where it has
+    candidates."""
+
+    n: int
+    m: int
+    seeds: int
+    densities: np.ndarray
+    relative_importances: np.ndarray
+    empirical: np.ndarray
+    """The best instance of each point, classified by :func:`theory.classify_extra_feature`."""
+    theoretical: np.ndarray | None
+    """The cheapest candidate (:func:`theory.phase_diagram`); None where the theory does not
+    apply (see :func:`theory_applies`)."""
+
+    @property
+    def agreement(self) -> float | None:
+        if self.theoretical is None:
+            return None
+        return float((self.empirical == self.theoretical).mean())
+
+
+def theory_applies(config: RunConfig) -> bool:
+    """Whether Section 3's candidates describe this config: a tied ReLU-output model with (n, m)
+    in :data:`theory.SUPPORTED`, independent unsigned features of one shared density and equal
+    importance but for the last feature's relative importance."""
+    data, model = config.data, config.model
+    return (
+        model.kind == "relu"
+        and model.is_tied
+        and (data.n_features, model.n_hidden) in theory.SUPPORTED
+        and data.importance is None
+        and data.feature_density is None
+        and tuple(data.importance_decay) == (1.0,)
+        and not data.correlated
+        and not data.anticorrelated
+        and not config.signed
+    )
+
+
+def phase_grid(source: Run | SweepResult) -> PhaseGrid:
+    """The phase grid of a run whose groups span density x relative_importance (the paper's
+    experiment: one importance_decay), or of a sweep whose only axes with more than one value are
+    ``density`` and ``relative_importance`` (a ConfigError otherwise)."""
+    if isinstance(source, Run):
+        config, dens, imps, W = _from_run(source)
+    elif isinstance(source, SweepResult):
+        config, dens, imps, W = _from_sweep(source)
+    else:
+        raise ConfigError(f"a phase diagram is drawn from a Run or a SweepResult, got "
+                          f"{type(source).__name__}")
+    n, m = config.data.n_features, config.model.n_hidden
+    if n < 2:
+        raise ConfigError(f"a phase diagram needs n_features >= 2 (an extra feature beside "
+                          f"others); this one has n_features={n}")
+    index = {name: i for i, name in enumerate(theory.PHASES)}
+    labels = theory.classify_extra_feature(W.reshape(-1, n, m))
+    # W is [density, importance, ...]: the diagrams are [importance, density]
+    empirical = np.array([index[v] for v in labels]).reshape(len(dens), len(imps)).T
+    theoretical = (
+        theory.phase_diagram(n, m, dens, imps).labels if theory_applies(config) else None
+    )
+    return PhaseGrid(n, m, config.train.instances, dens, imps, empirical, theoretical)
+
+
+def _from_run(run: Run) -> tuple[RunConfig, np.ndarray, np.ndarray, Tensor]:
+    cfg = run.config
+    if len(cfg.data.importance_decay) != 1 or run.n_instances != cfg.n_instances:
+        raise ConfigError(
+            "a phase diagram of a run needs groups over density x relative_importance only; "
+            f"this run has {len(cfg.data.importance_decay)} importance_decay values"
+            + ("" if run.n_instances == cfg.n_instances else " and is a selection")
+        )
+    # groups run density-major, then relative importance
+    W = run.W[run.best()].detach().cpu()
+    shape = (len(cfg.data.density), len(cfg.data.relative_importance))
+    return cfg, np.array(cfg.data.density), np.array(cfg.data.relative_importance), W.reshape(
+        *shape, *W.shape[1:]
+    )
+
+
+def _from_sweep(result: SweepResult) -> tuple[RunConfig, np.ndarray, np.ndarray, Tensor]:
+    sweep = result.sweep
+    other = [a.field for a in sweep.axes
+             if len(a.values) > 1 and a.field not in ("density", "relative_importance")]
+    missing = [f for f in ("density", "relative_importance") if f not in sweep.names]
+    if missing or other:
+        what = f"has no axis {missing[0]}" if missing else f"also varies {', '.join(other)}"
+        raise ConfigError(
+            "a phase diagram needs a sweep over density and relative_importance only; "
+            f"{result.path} {what}"
+        )
+    config = sweep.point_config(0)
+    if config.n_groups != 1:
+        raise ConfigError(f"a phase diagram needs one group per point; the points of "
+                          f"{result.path} have {config.n_groups}")
+    axes = result.axes
+    dens = np.array(axes["density"], dtype=float)
+    imps = np.array(axes["relative_importance"], dtype=float)
+    n, m = config.data.n_features, config.model.n_hidden
+    W = torch.empty(len(dens), len(imps), n, m, dtype=torch.float64)
+    d_axis, r_axis = sweep.names.index("density"), sweep.names.index("relative_importance")
+    for row in result.table():
+        position = np.unravel_index(row["point"], sweep.shape)
+        run = result.run(row["point"])
+        W[position[d_axis], position[r_axis]] = run.W[row["best_instance"]].detach().double()
+    return config, dens, imps, W
+
+
+def _panel(ax: Axes, g: PhaseGrid, labels: np.ndarray, title: str) -> None:
     ax.pcolormesh(
-        _edges(d.densities), _edges(d.relative_importances), labels, cmap=CMAP, vmin=-0.5,
+        _edges(g.densities), _edges(g.relative_importances), labels, cmap=CMAP, vmin=-0.5,
         vmax=len(COLOURS) - 0.5,
     )
     ax.set_xscale("log")
@@ -35,33 +159,70 @@ def _panel(ax: plt.Axes, d: Diagrams, labels: np.ndarray, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def _theory_lines(ax: plt.Axes, d: Diagrams) -> None:
+def _theory_lines(ax: Axes, g: PhaseGrid) -> None:
     # the theory's boundaries as contour lines between phases on a fine grid
-    dens = np.geomspace(d.densities.max(), d.densities.min(), 200)
-    imps = np.geomspace(d.relative_importances.min(), d.relative_importances.max(), 200)
-    fine = theory.phase_diagram(d.n, d.m, dens, imps).labels
+    dens = np.geomspace(g.densities.max(), g.densities.min(), 200)
+    imps = np.geomspace(g.relative_importances.min(), g.relative_importances.max(), 200)
+    fine = theory.phase_diagram(g.n, g.m, dens, imps).labels
     ax.contour(dens, imps, fine, levels=[0.5, 1.5], colors="black", linewidths=1.2)
 
 
-def phase_diagrams(runs: dict[str, Run]) -> Figure:
-    """One row per model: the empirical diagram (best of N seeds per point), the theoretical one
-    and the empirical one with the theory's boundaries drawn over it."""
-    fig, axes = plt.subplots(len(runs), 3, figsize=(11.5, 3.6 * len(runs)), squeeze=False)
-    for row, run in enumerate(runs.values()):
-        d = diagrams(run)
-        cfg = run.config
-        n, m, seeds = cfg.data.n_features, cfg.model.n_hidden, cfg.train.instances
-        _panel(axes[row, 0], d, d.empirical, f"n={n}, m={m}: trained (best of {seeds} seeds)")
-        _panel(axes[row, 1], d, d.theoretical, f"n={n}, m={m}: theory (cheapest candidate)")
-        overlay = f"trained, theory's boundaries over it: {d.agreement:.0%} agree"
-        _panel(axes[row, 2], d, d.empirical, overlay)
-        _theory_lines(axes[row, 2], d)
+Source = Run | SweepResult
+
+
+def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
+    """The extra feature's phase against density and relative importance (Section 3), one row
+    per run or sweep: the trained diagram (best of N seeds per point) and, where the theory
+    applies (:func:`theory_applies`), the theoretical one and the trained one with the theory's
+    boundaries drawn over it.
+
+    ``sources``: a Run whose groups span density x relative_importance, a SweepResult over those
+    two axes (:func:`phase_grid`), or several of them by name.
+    """
+    items = list(sources.values()) if isinstance(sources, Mapping) else [sources]
+    grids = [phase_grid(s) for s in items]
+    if not grids:
+        raise ConfigError("phase_diagrams needs at least one run or sweep")
+    cols = 3 if any(g.theoretical is not None for g in grids) else 1
+    height = 3.6 * len(grids) + (0 if cols == 3 else 1.0)
+    fig, axes = plt.subplots(
+        len(grids), cols, figsize=(11.5 if cols == 3 else 4.8, height), squeeze=False
+    )
+    for row, g in enumerate(grids):
+        name = f"n={g.n}, m={g.m}"
+        best = f"best of {g.seeds} seeds" if g.seeds > 1 else "1 seed"
+        _panel(axes[row, 0], g, g.empirical, f"{name}: trained ({best})")
         axes[row, 0].set_ylabel("relative importance of the extra feature")
+        if g.theoretical is not None:
+            _panel(axes[row, 1], g, g.theoretical, f"{name}: theory (cheapest candidate)")
+            overlay = f"trained, theory's boundaries over it: {g.agreement:.0%} agree"
+            _panel(axes[row, 2], g, g.empirical, overlay)
+            _theory_lines(axes[row, 2], g)
+        elif cols == 3:
+            for ax in axes[row, 1:]:
+                ax.axis("off")
+            axes[row, 1].text(0.0, 0.5, textwrap.fill(_NO_THEORY, 90), fontsize=9, va="center")
     handles = [Patch(color=c, label=p) for c, p in zip(COLOURS, theory.PHASES, strict=True)]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
-    fig.suptitle("The extra feature's phase against density and relative importance (Section 3)")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    if cols == 3:
+        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+        fig.suptitle("The extra feature's phase against density and relative importance "
+                     "(Section 3)")
+        fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    else:
+        note = textwrap.fill(_NO_THEORY, 80)
+        note_height = (0.13 * (note.count("\n") + 1) + 0.05) / height  # 7-point lines
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7)
+        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=7,
+                   bbox_to_anchor=(0.5, note_height))
+        fig.suptitle("The extra (last) feature's phase (Section 3)", fontsize=10)
+        fig.tight_layout(rect=(0, note_height + 0.3 / height, 1, 0.95))
     return fig
+
+
+_NO_THEORY = (
+    "no theory drawn: Section 3's candidates cover the tied ReLU-output model with (n, m) = "
+    "(2, 1) or (3, 2), uniform importance but for the last feature, independent features"
+)
 
 
 def interactive_phase_diagrams(runs: dict[str, Run]) -> object:
