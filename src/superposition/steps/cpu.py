@@ -28,13 +28,20 @@ from superposition.models import ToyModel
 from superposition.steps.base import FLOP, MATMUL_PER_INSTANCE, OP, Step, StepSpec
 from superposition.steps.sources import FreshSource
 
-SPARSE_ENTRY = 6.0
+SPARSE_ENTRY = 36.0
 """One present feature in the CSR sampler and the sparse products, per hidden unit, in
 multiply-adds of a batched matmul (numba loops over scattered indices)."""
 ROW_PASSES = 6.0
 """The output-gradient pass over a [feat] row of a sample with a present feature, per element."""
 OPS = 10
 """Torch operations and kernel calls per sparse step."""
+FUSED_WEIGHT = 20.0
+"""The fused kernel's cost per sample and weight (forward and backward, scalar loops), in
+multiply-adds of a batched matmul..."""
+FUSED_FEATURE = 15.0
+"""... per sample and feature (sampling, bias, output gradient) ..."""
+FUSED_INSTANCE = 4e-6
+"""... and per instance, in seconds (stream set-up, buffers, the thread's share)."""
 
 
 class _CpuStep(Step):
@@ -100,7 +107,8 @@ class FusedStep(_CpuStep):
         cfg = spec.config
         n, m, batch = cfg.data.n_features, cfg.model.n_hidden, cfg.train.batch_size
         # one kernel call; per sample a forward and backward pass over every weight, in cache
-        return OP + spec.n_instances * batch * (4 * n * m + 2 * n) * FLOP
+        flops = batch * (FUSED_WEIGHT * n * m + FUSED_FEATURE * n)
+        return OP + spec.n_instances * (FUSED_INSTANCE + flops * FLOP)
 
 
 class SparseStep(_CpuStep):
@@ -113,7 +121,8 @@ class SparseStep(_CpuStep):
         n, m, batch = cfg.data.n_features, cfg.model.n_hidden, cfg.train.batch_size
         rows = batch * spec.expected_nonzero_rows()
         present = batch * spec.expected_present()
-        # three batched products over the samples with a present feature, the sparse products
-        # and sampler over the present features, the output-gradient pass
-        flops = 3 * rows * n * m + SPARSE_ENTRY * present * m + ROW_PASSES * rows * n
+        # the batched products over the samples with a present feature (three, the encoder's
+        # being sparse: about two dense ones), the sparse products and sampler over the present
+        # features, the output-gradient pass
+        flops = 2 * rows * n * m + SPARSE_ENTRY * present * m + ROW_PASSES * rows * n
         return OPS * OP + spec.n_instances * (3 * MATMUL_PER_INSTANCE + flops * FLOP)
