@@ -1,11 +1,21 @@
 """Config validation, derived facts (groups, instances, defaults) and the JSON round trip."""
 
+import dataclasses
 import json
 import math
 
 import pytest
 
-from superposition.config import SCHEMA_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
+from superposition.config import (
+    GROUP_FIELDS,
+    SCHEMA_VERSION,
+    DataConfig,
+    Group,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    field_docs,
+)
 from superposition.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------------
@@ -172,13 +182,37 @@ def test_groups_and_instances():
     assert cfg.n_groups == 4
     assert cfg.n_instances == 12
     # density varies slowest
-    assert cfg.groups == [
-        {"density": 1.0, "importance_decay": 0.9, "relative_importance": 1.0},
-        {"density": 1.0, "importance_decay": 0.7, "relative_importance": 1.0},
-        {"density": 0.3, "importance_decay": 0.9, "relative_importance": 1.0},
-        {"density": 0.3, "importance_decay": 0.7, "relative_importance": 1.0},
-    ]
+    assert cfg.groups == (
+        Group(density=1.0, importance_decay=0.9, relative_importance=1.0),
+        Group(density=1.0, importance_decay=0.7, relative_importance=1.0),
+        Group(density=0.3, importance_decay=0.9, relative_importance=1.0),
+        Group(density=0.3, importance_decay=0.7, relative_importance=1.0),
+    )
     assert [cfg.group_of(k) for k in range(12)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_group_is_frozen_documented_and_gives_its_values_by_name():
+    group = RunConfig(data=DataConfig(density=0.3, relative_importance=2.0)).groups[0]
+    assert (group.density, group.importance_decay, group.relative_importance) == (0.3, 1.0, 2.0)
+    assert group.as_dict() == {"density": 0.3, "importance_decay": 1.0, "relative_importance": 2.0}
+    assert tuple(group.as_dict()) == GROUP_FIELDS
+    assert all(field_docs(Group)[name] for name in GROUP_FIELDS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        group.density = 0.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"density": 0.0}, r"density must be in \(0.0, 1.0\], got 0.0"),
+        ({"importance_decay": -1.0}, r"importance_decay must be > 0, got -1.0"),
+        ({"relative_importance": math.nan}, r"relative_importance must be a finite number"),
+    ],
+)
+def test_group_refuses_bad_values(values, message):  # type: ignore[no-untyped-def]
+    kwargs = {"density": 1.0, "importance_decay": 1.0, "relative_importance": 1.0, **values}
+    with pytest.raises(ConfigError, match=message):
+        Group(**kwargs)
 
 
 def test_signed_defaults():

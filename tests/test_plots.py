@@ -11,7 +11,6 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
-from superposition.training import train
 
 from superposition import theory
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -24,6 +23,7 @@ from superposition.plots.sweeps import heatmap
 from superposition.results import Run
 from superposition.store import load_run, save_run
 from superposition.sweep import Axis, SweepConfig, SweepResult, run_sweep
+from superposition.training import train
 
 TRAIN = {"steps": 200, "batch_size": 64, "instances": 2, "eval_samples": 500, "log_every": 50,
          "device": "cpu"}

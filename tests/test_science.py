@@ -54,7 +54,7 @@ def _best(run: Run) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
     """For each density, the (W [feat, hidden], b [feat]) of the best instance of its group."""
     out = {}
     for group, k in zip(run.config.groups, run.best(), strict=True):
-        out[group["density"]] = (run.W[k].double(), run.b[k].double())
+        out[group.density] = (run.W[k].double(), run.b[k].double())
     return out
 
 

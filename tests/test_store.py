@@ -9,7 +9,7 @@ import torch
 from conftest import fake_run, tiny_config
 from safetensors.torch import load_file, save_file
 
-from superposition import store
+from superposition import files, store
 from superposition.errors import ConfigError, RunDirError
 from superposition.store import is_run_dir, load_run, save_run, write_figure
 
@@ -140,7 +140,7 @@ def test_crash_while_overwriting_keeps_the_old_run(tiny_run, tmp_path, monkeypat
     def boom(src, dst):  # type: ignore[no-untyped-def]
         raise OSError("simulated crash")
 
-    monkeypatch.setattr(store, "_move_into_place", boom)
+    monkeypatch.setattr(files, "move_into_place", boom)
     with pytest.raises(OSError, match="simulated crash"):
         save_run(tiny_run, path, overwrite=True)
     assert (path / "weights.safetensors").read_bytes() == before

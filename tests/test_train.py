@@ -386,7 +386,7 @@ def test_relative_importance_scales_the_last_feature_and_forms_groups():
         train=TrainConfig(instances=2),
     )
     assert cfg.n_groups == 4 and cfg.n_instances == 8
-    assert [g["relative_importance"] for g in cfg.groups] == [0.5, 4.0, 0.5, 4.0]
+    assert [g.relative_importance for g in cfg.groups] == [0.5, 4.0, 0.5, 4.0]
     imp = importance_from_config(cfg)
     assert imp[0].tolist() == [1.0, 1.0, 0.5]
     assert imp[2].tolist() == [1.0, 1.0, 4.0]

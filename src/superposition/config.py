@@ -45,18 +45,23 @@ def field_docs(cls: type) -> dict[str, str]:
 # validation helpers: each raises ConfigError with one sentence naming the value and what is allowed
 
 
-def _finite(name: str, value: float) -> None:
+def check_finite(name: str, value: float) -> None:
+    """Refuse anything but a finite int or float (bools included)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
 
 
-def _int_at_least(name: str, value: Any, low: int) -> None:
+def check_int_at_least(name: str, value: Any, low: int) -> None:
+    """Refuse anything but an integer >= ``low`` (bools included)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
-    _finite(name, value)
+def check_in_range(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False
+) -> None:
+    """Refuse anything but a finite number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    check_finite(name, value)
     ok = (value > low if low_open else value >= low) and value <= high
     if not ok:
         bracket = "(" if low_open else "["
@@ -64,12 +69,9 @@ def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool 
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    """Refuse a value that is not one of ``allowed``, naming the field and what it allows."""
+    """Refuse a value that is not one of ``allowed``, listing them."""
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-_choice = check_choice  # the older spelling, kept while its callers move to check_choice
 
 
 def _name(what: str, value: Any) -> None:
@@ -79,8 +81,10 @@ def _name(what: str, value: Any) -> None:
         raise ConfigError(f"{what} must be a registered name (an identifier), got {value!r}")
 
 
-def _as_tuple(obj: Any, name: str) -> None:
-    """Freeze list-valued fields into tuples so configs hash and compare by value."""
+def freeze_tuple(obj: Any, name: str) -> None:
+    """Freeze the list-valued field ``name`` of the frozen dataclass ``obj`` into a tuple (one
+    number becomes a one-value tuple), so configs hash and compare by value; call it from
+    ``__post_init__``."""
     value = getattr(obj, name)
     if isinstance(value, list):
         object.__setattr__(obj, name, tuple(value))
@@ -88,12 +92,46 @@ def _as_tuple(obj: Any, name: str) -> None:
         object.__setattr__(obj, name, (value,))
 
 
-def _nonempty_tuple(name: str, value: Any) -> None:
+def check_nonempty_tuple(name: str, value: Any) -> None:
+    """Refuse anything but a non-empty tuple (run :func:`freeze_tuple` first)."""
     if not isinstance(value, tuple) or len(value) == 0:
         raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """The per-group values of one group of instances (see :attr:`RunConfig.groups`): the run
+    trains ``TrainConfig.instances`` seeds with these values, one after another on ``inst``."""
+
+    density: float = field(
+        metadata={"doc": "Probability that a feature is non-zero, 1 - S, in (0, 1]."}
+    )
+    importance_decay: float = field(
+        metadata={"doc": "Importance profile I_i = r**i of this group, r > 0."}
+    )
+    relative_importance: float = field(
+        metadata={"doc": "Multiplier of the last feature's importance in this group, > 0."}
+    )
+
+    def __post_init__(self) -> None:
+        check_in_range("density", self.density, 0.0, 1.0, low_open=True)
+        for name in ("importance_decay", "relative_importance"):
+            value = getattr(self, name)
+            check_finite(name, value)
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+    def as_dict(self) -> dict[str, float]:
+        """The values by field name, in :data:`GROUP_FIELDS` order (for tables and JSON)."""
+        return {name: getattr(self, name) for name in GROUP_FIELDS}
+
+
+GROUP_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Group))
+"""The fields that take one value per group (``density``, ``importance_decay``,
+``relative_importance``): a tuple in :class:`DataConfig`, one number in a :class:`Group`."""
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
@@ -160,22 +198,22 @@ class DataConfig:
         for name in (
             "density", "importance_decay", "relative_importance", "importance", "feature_density"
         ):
-            _as_tuple(self, name)
+            freeze_tuple(self, name)
         for name in ("correlated", "anticorrelated"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
         n = self.n_features
-        _int_at_least("n_features", n, 1)
-        _nonempty_tuple("density", self.density)
+        check_int_at_least("n_features", n, 1)
+        check_nonempty_tuple("density", self.density)
         for d in self.density:
-            _in_range("density", d, 0.0, 1.0, low_open=True)
-        _nonempty_tuple("importance_decay", self.importance_decay)
+            check_in_range("density", d, 0.0, 1.0, low_open=True)
+        check_nonempty_tuple("importance_decay", self.importance_decay)
         for name in ("importance_decay", "relative_importance"):
             values = getattr(self, name)
-            _nonempty_tuple(name, values)
+            check_nonempty_tuple(name, values)
             for r in values:
-                _finite(name, r)
+                check_finite(name, r)
                 if r <= 0:
                     raise ConfigError(f"{name} must be > 0, got {r!r}")
         for name in ("importance", "feature_density"):
@@ -187,12 +225,12 @@ class DataConfig:
                     f"{name} must have one value per feature (n_features={n}), got {len(values)}"
                 )
             for v in values:
-                _finite(name, v)
+                check_finite(name, v)
                 if v <= 0:
                     raise ConfigError(f"{name} values must be > 0, got {v!r}")
         for name in ("correlated", "anticorrelated"):
             for k in getattr(self, name):
-                _int_at_least(f"{name} set size", k, 2)
+                check_int_at_least(f"{name} set size", k, 2)
         used = sum(self.correlated) + sum(self.anticorrelated)
         if used > n:
             raise ConfigError(
@@ -217,7 +255,7 @@ class DataConfig:
         if self.source == "finite":
             if self.dataset_size is None:
                 raise ConfigError("source 'finite' needs dataset_size, the number of samples T")
-            _int_at_least("dataset_size", self.dataset_size, 1)
+            check_int_at_least("dataset_size", self.dataset_size, 1)
         elif self.dataset_size is not None:
             raise ConfigError(
                 f"dataset_size applies to source 'finite' only, not {self.source!r}; drop it or "
@@ -258,8 +296,8 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _choice("model kind", self.kind, MODEL_KINDS)
-        _int_at_least("n_hidden", self.n_hidden, 1)
+        check_choice("model kind", self.kind, MODEL_KINDS)
+        check_int_at_least("n_hidden", self.n_hidden, 1)
         if self.tied is not None and not isinstance(self.tied, bool):
             raise ConfigError(f"tied must be true or false, got {self.tied!r}")
         if self.kind == "abs" and self.tied:
@@ -315,27 +353,27 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _as_tuple(self, "snapshot_steps")
-        _int_at_least("steps", self.steps, 1)
-        _int_at_least("batch_size", self.batch_size, 1)
-        _in_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        freeze_tuple(self, "snapshot_steps")
+        check_int_at_least("steps", self.steps, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
+        check_in_range("lr", self.lr, 0.0, 10.0, low_open=True)
         _name("loss", self.loss)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _in_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _int_at_least("warmup_steps", self.warmup_steps, 0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_in_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int_at_least("warmup_steps", self.warmup_steps, 0)
         if self.warmup_steps > self.steps:
             raise ConfigError(
                 f"warmup_steps must be <= steps ({self.steps}), got {self.warmup_steps}"
             )
-        _int_at_least("instances", self.instances, 1)
-        _int_at_least("seed", self.seed, 0)
-        _int_at_least("log_every", self.log_every, 1)
+        check_int_at_least("instances", self.instances, 1)
+        check_int_at_least("seed", self.seed, 0)
+        check_int_at_least("log_every", self.log_every, 1)
         for s in self.snapshot_steps:
-            _int_at_least("snapshot step", s, 0)
+            check_int_at_least("snapshot step", s, 0)
             if s > self.steps:
                 raise ConfigError(f"snapshot step {s} is after the last step ({self.steps})")
-        _int_at_least("eval_samples", self.eval_samples, 1)
+        check_int_at_least("eval_samples", self.eval_samples, 1)
         if not isinstance(self.device, str) or not (
             self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
         ):
@@ -343,7 +381,7 @@ class TrainConfig:
                 f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}"
             )
         if self.memory_budget_gb is not None:
-            _in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
+            check_in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
@@ -368,15 +406,16 @@ class RunConfig:
         return self.model.kind == "abs" if self.data.signed is None else self.data.signed
 
     @property
-    def groups(self) -> list[dict[str, float]]:
-        """One dict per group of instances: the per-instance field values of that group."""
+    def groups(self) -> tuple[Group, ...]:
+        """One :class:`Group` per group of instances, in their order on the instance axis: the
+        product of the per-group fields, density varying slowest."""
         data = self.data
-        return [
-            {"density": d, "importance_decay": r, "relative_importance": q}
+        return tuple(
+            Group(density=d, importance_decay=r, relative_importance=q)
             for d, r, q in itertools.product(
                 data.density, data.importance_decay, data.relative_importance
             )
-        ]
+        )
 
     @property
     def n_groups(self) -> int:
@@ -395,9 +434,9 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "data": _plain(dataclasses.asdict(self.data)),
-            "model": _plain(dataclasses.asdict(self.model)),
-            "train": _plain(dataclasses.asdict(self.train)),
+            "data": as_json_lists(dataclasses.asdict(self.data)),
+            "model": as_json_lists(dataclasses.asdict(self.model)),
+            "train": as_json_lists(dataclasses.asdict(self.train)),
         }
 
     @classmethod
@@ -440,12 +479,13 @@ def build_section(section_cls: type, values: Mapping[str, Any], *, source: str) 
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def _plain(obj: Any) -> Any:
-    """Tuples to lists so JSON output is stable."""
+def as_json_lists(obj: Any) -> Any:
+    """``obj`` with every tuple turned into a list, nested dicts and lists included, so JSON
+    output (and comparing it with JSON read back) is stable."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: as_json_lists(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [as_json_lists(v) for v in obj]
     return obj
 
 

@@ -54,7 +54,7 @@ class FeatureDistribution:
                 f"feature sets cover {sum(self.correlated) + sum(self.anticorrelated)} features "
                 f"but there are only {n}"
             )
-        for k, start in self._anticorrelated_starts():
+        for k, start in self.anticorrelated_starts():
             if (self.density[:, start] * k > 1).any():
                 raise ConfigError(
                     f"anticorrelated set of {k} features starting at feature {start} needs density "
@@ -69,14 +69,16 @@ class FeatureDistribution:
     def n_features(self) -> int:
         return self.density.shape[1]
 
-    def _correlated_starts(self) -> list[tuple[int, int]]:
+    def correlated_starts(self) -> list[tuple[int, int]]:
+        """``(size, first feature)`` of each correlated set."""
         starts, i = [], 0
         for k in self.correlated:
             starts.append((k, i))
             i += k
         return starts
 
-    def _anticorrelated_starts(self) -> list[tuple[int, int]]:
+    def anticorrelated_starts(self) -> list[tuple[int, int]]:
+        """``(size, first feature)`` of each anticorrelated set."""
         starts, i = [], sum(self.correlated)
         for k in self.anticorrelated:
             starts.append((k, i))
@@ -90,12 +92,12 @@ class FeatureDistribution:
             (n_inst, batch, n_feat), generator=generator, device=self.density.device
         )
         x = self._independent(u)
-        for k, start in self._correlated_starts():
+        for k, start in self.correlated_starts():
             coin = torch.rand((n_inst, batch, 1), generator=generator, device=u.device)
             present = coin < self.density[:, None, start : start + 1]
             # the magnitudes of a set's members are the (independent) uniforms u themselves
             x[:, :, start : start + k] = u[:, :, start : start + k] * present
-        for k, start in self._anticorrelated_starts():
+        for k, start in self.anticorrelated_starts():
             x[:, :, start : start + k] = self._one_of(u[:, :, start], k, start)
         if self.signed:
             # present features are uniform on [-1, 1]: map the magnitude m in [0, 1) to 2m - 1
@@ -125,7 +127,7 @@ class FeatureDistribution:
         """The distribution of every instance of a run, groups laid out one after another."""
         rows = []
         for group in config.groups:
-            rows += [config.data.feature_densities(group["density"])] * config.train.instances
+            rows += [config.data.feature_densities(group.density)] * config.train.instances
         return cls(
             density=torch.tensor(rows, dtype=torch.float32, device=device),
             correlated=config.data.correlated,
@@ -141,7 +143,7 @@ def importance_from_config(
     rows = []
     for group in config.groups:
         row = config.data.feature_importances(
-            group["importance_decay"], group["relative_importance"]
+            group.importance_decay, group.relative_importance
         )
         rows += [row] * config.train.instances
     importance = torch.tensor(rows, dtype=torch.float32, device=device)

@@ -61,9 +61,9 @@ class Units:
 
         density = dist.density.detach().to("cpu", torch.float64).numpy()
         rows: list[tuple[int, int, int]] = []  # (kind, first feature, size) per unit
-        for k, first in dist._correlated_starts():
+        for k, first in dist.correlated_starts():
             rows.append((kernels.CORRELATED, first, k))
-        for k, first in dist._anticorrelated_starts():
+        for k, first in dist.anticorrelated_starts():
             rows.append((kernels.ANTICORRELATED, first, k))
         first_free = sum(dist.correlated) + sum(dist.anticorrelated)
         rows += [(kernels.INDEPENDENT, i, 1) for i in range(first_free, dist.n_features)]

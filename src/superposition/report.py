@@ -24,13 +24,12 @@ import html
 import importlib
 import json
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from superposition import __version__
+from superposition import __version__, files
 from superposition.errors import ConfigError
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
@@ -108,7 +107,7 @@ def write_report(results_dir: Path, *, out: Path | None = None, redraw: bool = F
     """:func:`build_report`, returning what the report found as well as where it is."""
     results_dir = Path(results_dir)
     _check_results_dir(results_dir)
-    plotly_js = require_plotly_js()
+    plotly_js = load_plotly_js()
     out = Path(out) if out is not None else results_dir / REPORT_FILE
     if out.is_dir():
         raise ConfigError(f"report path {out} is a folder; give a file name such as report.html")
@@ -118,7 +117,7 @@ def write_report(results_dir: Path, *, out: Path | None = None, redraw: bool = F
         _section(results_dir, name, out.parent, redraw=redraw) for name in EXPERIMENT_NAMES
     )
     info = ReportInfo(out, sections)
-    _write_atomic(out, _render(results_dir, info, plotly_js))
+    files.write_text(out, _render(results_dir, info, plotly_js))
     return info
 
 
@@ -145,9 +144,9 @@ def _check_results_dir(results_dir: Path) -> None:
         )
 
 
-def require_plotly_js() -> str:
-    """plotly's JavaScript, which the report embeds; a :class:`ConfigError` saying how to install
-    plotly where it is missing."""
+def load_plotly_js() -> str:
+    """plotly.js, which the report embeds; ConfigError saying how to install plotly if it is
+    missing (call it before long work whose result needs the report)."""
     try:
         from plotly.offline import get_plotlyjs
     except ImportError:
@@ -286,19 +285,6 @@ def _pretty(name: str) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # writing the page
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _e(text: object) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from superposition import __version__
+from superposition import __version__, files
 from superposition.errors import ConfigError, RunDirError
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
@@ -67,7 +67,7 @@ def reproduce(
     name: str, out: Path, *, quick: bool = False, force: bool = False, progress: bool | None = None
 ) -> tuple[Path, list[Claim]]:
     """Train experiment ``name`` and write ``out/name`` (see the module docstring)."""
-    from superposition.store import atomic_directory, save_run
+    from superposition.store import save_run
     from superposition.training import train
 
     exp = get(name)
@@ -79,7 +79,7 @@ def reproduce(
         run = train(config, progress=progress)
         run.info.update({"experiment": name, "run": run_name, "quick": quick})
         runs[run_name] = run
-    with atomic_directory(target) as tmp:
+    with files.atomic_folder(target) as tmp:
         for run_name, run in runs.items():
             save_run(run, tmp / "runs" / run_name)
         meta = {
@@ -90,7 +90,7 @@ def reproduce(
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "runs": list(runs),
         }
-        (tmp / EXPERIMENT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        files.write_json(tmp / EXPERIMENT_FILE, meta, atomic=False)
         claims = _draw(exp, runs, tmp)
     return target, claims
 
@@ -134,9 +134,7 @@ def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
             write_figure(folder, f"{fig_name}.{ext}", save)
         plt.close(fig)
     claims = exp.module.claims(runs)
-    tmp = folder / f".{CLAIMS_FILE}.tmp"
-    tmp.write_text(json.dumps([c.to_dict() for c in claims], indent=2) + "\n")
-    tmp.replace(folder / CLAIMS_FILE)
+    files.write_json(folder / CLAIMS_FILE, [c.to_dict() for c in claims])
     return list(claims)
 
 

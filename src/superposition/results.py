@@ -117,7 +117,7 @@ def _run_html(run: Run) -> str:
 
     if run.n_instances == cfg.n_instances:
         caption = "best of each group (lowest held-out loss)"
-        groups = cfg.groups
+        groups = [group.as_dict() for group in cfg.groups]
         varying = [k for k in _SHORT if len({g[k] for g in groups}) > 1] or ["density"]
         best = run.best()
         header = ["group", *_SHORT, "best instance", "best loss", "mean loss", "represented"]
@@ -131,8 +131,8 @@ def _run_html(run: Run) -> str:
             )
         drawn = best
         titles = [
-            ", ".join(f"{_SHORT[k]} {_html.number(groups[g][k], 3)}" for k in varying)
-            for g in range(len(groups))
+            ", ".join(f"{_SHORT[k]} {_html.number(values[k], 3)}" for k in varying)
+            for values in groups
         ]
     else:  # a selection (Run.select): its config no longer describes its instances
         caption = "selected instances"

@@ -11,11 +11,11 @@ Layout of ``RUN/`` (schema version :data:`SCHEMA_VERSION`)::
                          best-of-N per group and the geometry summary (superposition.geometry)
     figures/             drawn later (plots, reports); may be empty
 
-Writing is atomic: everything goes into a hidden sibling ``.NAME.tmp-<pid>-<random>``, is fsynced
-and then renamed into place, so a crash leaves only that hidden folder, never a directory that looks
-complete. Stale temporary folders are ignored by :func:`load_run` and removed by the next
-:func:`save_run` to the same place. Overwriting an existing run renames it aside first, renames the
-new one in and only then deletes the old one.
+Writing is atomic (:func:`superposition.files.atomic_folder`): everything goes into a hidden
+sibling ``.NAME.tmp-<pid>-<random>``, is fsynced and then renamed into place, so a crash leaves only
+that hidden folder, never a directory that looks complete. Stale temporary folders are ignored by
+:func:`load_run` and removed by the next :func:`save_run` to the same place. Overwriting an existing
+run renames it aside first, renames the new one in and only then deletes the old one.
 
 Loading validates everything against ``config.json`` (files present, JSON parsable, known keys and
 schema version, tensors readable and of the shapes the config implies) and raises
@@ -24,21 +24,18 @@ Non-finite values in the weights are *not* refused: a diverged instance is a leg
 :func:`load_run` emits a :class:`RuntimeWarning` naming the instances instead.
 """
 
-import contextlib
 import datetime
-import json
 import math
 import os
-import secrets
-import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from superposition.config import RunConfig
+from superposition import __version__, files
+from superposition.config import GROUP_FIELDS, RunConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.results import Run
 
@@ -87,31 +84,11 @@ def save_run(
     target = Path(path)
     check_target(target, overwrite=overwrite)
     _check_run(run)
-    with atomic_directory(target) as tmp:
+    with files.atomic_folder(target) as tmp:
         _write_contents(run, tmp)
         if figures is not None:
             figures(run, tmp / FIGURES_DIR)
     return target
-
-
-@contextlib.contextmanager
-def atomic_directory(target: PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary sibling of ``target`` to fill; when the block ends without an
-    error it is fsynced and renamed to ``target`` (an existing ``target`` is renamed aside first
-    and deleted last), otherwise it is removed. The caller decides whether replacing is allowed."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        tmp.mkdir()
-        yield tmp
-        _fsync_dir(tmp)
-        _move_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(target.parent)
 
 
 def load_run(path: PathLike) -> Run:
@@ -125,18 +102,18 @@ def load_run(path: PathLike) -> Run:
     if missing:
         raise RunDirError(f"{root} is not a complete run directory: missing {', '.join(missing)}")
     raw = read_config_json(root)
-    config = _config_from(raw, root)
+    config = config_from_json(raw, root)
     info = raw.get("info", {})
     if not isinstance(info, dict):
         raise RunDirError(
             f"{root / CONFIG_FILE} has 'info' of type {type(info).__name__}; it must be an object"
         )
 
-    tensors = _read_safetensors(root / WEIGHTS_FILE)
+    tensors = files.read_safetensors(root / WEIGHTS_FILE)
     params, snapshots = _split_weights(tensors, config, root)
-    history = _read_safetensors(root / HISTORY_FILE)
+    history = files.read_safetensors(root / HISTORY_FILE)
     steps, hist_loss = _split_history(history, config, root)
-    metrics = _read_json(root / METRICS_FILE)
+    metrics = files.read_json(root / METRICS_FILE)
     loss = _loss_from_metrics(metrics, config, root)
     dataset_loss = None
     if isinstance(metrics, dict) and metrics.get("dataset_loss") is not None:
@@ -168,7 +145,7 @@ def read_config_json(path: PathLike) -> dict[str, Any]:
     """The raw ``config.json`` of a run directory, its keys and schema version checked."""
     root = Path(path)
     file = root / CONFIG_FILE
-    raw = _read_json(file)
+    raw = files.read_json(file)
     if not isinstance(raw, dict):
         raise RunDirError(f"{file} must hold a JSON object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
@@ -210,10 +187,8 @@ def write_figure(
         raise ConfigError(
             f"figure name must be a plain file name such as 'polygons.png', got {name!r}"
         )
-    out = figures_dir(run_dir)
-    target = out / name
-    tmp = out / f".{Path(name).stem}.tmp-{secrets.token_hex(4)}{Path(name).suffix}"
-    try:
+    target = figures_dir(run_dir) / name
+    with files.atomic_file(target) as tmp:
         if isinstance(content, bytes):
             tmp.write_bytes(content)
         elif isinstance(content, str):
@@ -222,13 +197,6 @@ def write_figure(
             content(tmp)
         if not tmp.is_file():
             raise RunDirError(f"the writer for figure {name!r} did not create a file")
-        _fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(out)
     return target
 
 
@@ -257,35 +225,32 @@ def metrics_dict(run: Run) -> dict[str, Any]:
     """The content of ``metrics.json``: losses, groups, best-of-N and the geometry summary."""
     cfg = run.config
     k = cfg.train.instances
-    loss = _floats(run.loss.tolist())
+    loss = files.jsonable(run.loss.tolist())  # NaN (a diverged instance) becomes null
     best = run.best()
-    groups = []
-    for g, values in enumerate(cfg.groups):
-        groups.append(
-            {
-                **values,
-                "instances": list(range(g * k, (g + 1) * k)),
-                "best": best[g],
-                "best_loss": loss[best[g]],
-            }
-        )
+    groups = cfg.groups
     group_of = [cfg.group_of(i) for i in range(cfg.n_instances)]
     out: dict[str, Any] = {
         "loss": loss,
         "group": group_of,
-        "density": [cfg.groups[g]["density"] for g in group_of],
-        "importance_decay": [cfg.groups[g]["importance_decay"] for g in group_of],
-        "relative_importance": [cfg.groups[g]["relative_importance"] for g in group_of],
+        **{name: [getattr(groups[g], name) for g in group_of] for name in GROUP_FIELDS},
         "best": best,
-        "groups": groups,
+        "groups": [
+            {
+                **group.as_dict(),
+                "instances": list(range(g * k, (g + 1) * k)),
+                "best": best[g],
+                "best_loss": loss[best[g]],
+            }
+            for g, group in enumerate(groups)
+        ],
     }
     if run.dataset_loss is not None:
-        out["dataset_loss"] = _floats(run.dataset_loss.tolist())
+        out["dataset_loss"] = files.jsonable(run.dataset_loss.tolist())
     try:
         from superposition import geometry
     except ImportError:  # pragma: no cover - geometry is part of the package
         return out
-    out["geometry"] = _jsonable(geometry.summary(run.W))
+    out["geometry"] = files.jsonable(geometry.summary(run.W))
     return out
 
 
@@ -327,177 +292,39 @@ def _check_run(run: Run) -> None:
 
 
 def _write_contents(run: Run, tmp: Path) -> None:
-    from safetensors.torch import save_file
-
+    # atomic_folder renames the whole folder into place: its files need no rename of their own
     cfg = run.config
     config = {
         **cfg.to_dict(),
         "schema_version": SCHEMA_VERSION,
-        "version": _package_version(),
+        "version": __version__,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "info": _jsonable(run.info),
+        "info": files.jsonable(run.info),
     }
-    _write_json(tmp / CONFIG_FILE, config)
+    files.write_json(tmp / CONFIG_FILE, config, atomic=False)
 
-    tensors = {k: _cpu(v) for k, v in run.params.items()}
+    tensors = dict(run.params)
     if run.snapshots:
         for k, v in run.snapshots.items():
-            tensors[SNAPSHOT_PREFIX + k] = _cpu(v)
+            tensors[SNAPSHOT_PREFIX + k] = v
         tensors[SNAPSHOT_STEPS] = torch.tensor(snapshot_steps(cfg), dtype=torch.int64)
-    save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"schema_version": str(SCHEMA_VERSION)})
-    _fsync_file(tmp / WEIGHTS_FILE)
+    metadata = {"schema_version": str(SCHEMA_VERSION)}
+    files.write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata=metadata, atomic=False)
+    history = {"steps": run.history_steps.to(torch.int64), "loss": run.history_loss}
+    files.write_safetensors(tmp / HISTORY_FILE, history, atomic=False)
 
-    history = {
-        "steps": _cpu(run.history_steps).to(torch.int64),
-        "loss": _cpu(run.history_loss),
-    }
-    save_file(history, str(tmp / HISTORY_FILE))
-    _fsync_file(tmp / HISTORY_FILE)
-
-    _write_json(tmp / METRICS_FILE, metrics_dict(run), compact_values=True)
+    files.write_json(tmp / METRICS_FILE, metrics_dict(run), compact_values=True, atomic=False)
     (tmp / FIGURES_DIR).mkdir()
-
-
-def _move_into_place(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    # an existing target (the caller allowed replacing it): rename it aside, rename the new one
-    # in, then delete the old one
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_stale(target: Path) -> None:
-    """Remove hidden temporary folders left by earlier saves to ``target`` that crashed."""
-    parent = target.parent
-    if not parent.is_dir():
-        return
-    for prefix in (f".{target.name}.tmp-", f".{target.name}.old-"):
-        for p in parent.glob(f"{_glob_escape(prefix)}*"):
-            pid = p.name[len(prefix) :].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                continue  # another process may be writing it right now
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _glob_escape(s: str) -> str:
-    import glob
-
-    return glob.escape(s)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _write_json(path: Path, obj: Any, *, compact_values: bool = False) -> None:
-    if compact_values:  # one line per top-level key: long per-instance lists stay readable
-        body = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in obj.items()
-        )
-        text = "{\n" + body + "\n}"
-    else:
-        text = json.dumps(obj, indent=2, allow_nan=False)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _package_version() -> str:
-    from superposition import __version__
-
-    return __version__
-
-
-def _cpu(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to("cpu").contiguous()
-
-
-def _floats(values: list[Any]) -> list[Any]:
-    """Non-finite floats become None (JSON has no NaN); nested lists are kept."""
-    return [_floats(v) if isinstance(v, list) else _finite_or_none(v) for v in values]
-
-
-def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON values: tuples to lists, tensors to lists, paths to strings, NaN to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float):
-        return _finite_or_none(obj)
-    if obj is None or isinstance(obj, str | int | bool):
-        return obj
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return _jsonable(obj.tolist())
-    return str(obj)
-
-
-_jsonable = jsonable  # the older spelling, kept while its callers move to jsonable
 
 
 # --------------------------------------------------------------------------------------------------
 # reading
 
 
-def _read_json(file: Path) -> Any:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RunDirError(
-            f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        ) from None
-
-
-def _config_from(raw: dict[str, Any], root: Path) -> RunConfig:
-    # JSON arrays become tuples, the type the config fields declare
+def config_from_json(raw: dict[str, Any], root: Path) -> RunConfig:
+    """The :class:`RunConfig` in the raw ``config.json`` of the run directory ``root`` (its
+    "data", "model" and "train" sections; JSON arrays become the tuples the fields declare);
+    :class:`RunDirError` naming the file if a section is missing or a value is refused."""
     sections: dict[str, Any] = {
         k: {key: tuple(v) if isinstance(v, list) else v for key, v in raw[k].items()}
         if isinstance(raw[k], dict)
@@ -514,16 +341,6 @@ def _config_from(raw: dict[str, Any], root: Path) -> RunConfig:
         raise
     except ConfigError as exc:
         raise RunDirError(str(exc)) from None
-
-
-def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(file))
-    except Exception as exc:  # safetensors raises several types for corrupt input
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise RunDirError(f"{file} is corrupt or not a safetensors file ({reason[:120]})") from None
 
 
 def _compare_shape(what: str, t: torch.Tensor, shape: tuple[int, ...], source: str) -> None:

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def inspect_dict(path: Path) -> dict[str, Any]:
     """What ``inspect --json`` prints: per-instance measures as lists of length ``instances``."""
     from superposition import geometry
-    from superposition.store import jsonable, load_run, read_config_json
+    from superposition.files import jsonable
+    from superposition.store import load_run, read_config_json
 
     run = load_run(path)
     meta = read_config_json(path)
@@ -29,7 +30,7 @@ def inspect_dict(path: Path) -> dict[str, Any]:
     group_of = [cfg.group_of(i) for i in range(cfg.n_instances)]
     groups = [
         {
-            **values,
+            **values.as_dict(),
             "instances": list(range(run.group_slice(g).start, run.group_slice(g).stop)),
             "best": best[g],
             "best_loss": loss[best[g]],
@@ -46,9 +47,9 @@ def inspect_dict(path: Path) -> dict[str, Any]:
         "instances_per_group": cfg.train.instances,
         "loss": loss,
         "group": group_of,
-        "density": [cfg.groups[g]["density"] for g in group_of],
-        "importance_decay": [cfg.groups[g]["importance_decay"] for g in group_of],
-        "relative_importance": [cfg.groups[g]["relative_importance"] for g in group_of],
+        "density": [cfg.groups[g].density for g in group_of],
+        "importance_decay": [cfg.groups[g].importance_decay for g in group_of],
+        "relative_importance": [cfg.groups[g].relative_importance for g in group_of],
         "bias": run.b.tolist(),
         **geometry.summary(run.W),
         "best": best,

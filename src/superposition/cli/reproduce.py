@@ -89,7 +89,7 @@ def run_all(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
-    report.require_plotly_js()  # the report needs plotly: say so before training, not after
+    report.load_plotly_js()  # the report needs plotly: say so before training, not after
     available, skipped = [], []
     for name in experiment_names():
         try:

@@ -92,7 +92,7 @@ def print_summary(run: Any, out: Path) -> None:
     for g, values in enumerate(cfg.groups):
         k = best[g]
         print(
-            f"{g:>5}  {values['density']:>8g}  {values['importance_decay']:>10g}  "
+            f"{g:>5}  {values.density:>8g}  {values.importance_decay:>10g}  "
             f"{fmt(float(run.loss[k])):>10}  {k:>4}  {labels[g]}"
         )
     print(f"saved to {out}")

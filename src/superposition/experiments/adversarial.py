@@ -248,7 +248,7 @@ def analyse(run: Run, samples: int = ATTACK_SAMPLES) -> dict[str, Tensor]:
     W_dec = run.params["W_dec"][best] if "W_dec" in run.params else None
     model = ToyModel(cfg.model.kind, W, b, W_dec)
     out = attack(model, x, importance, gen)
-    out["density"] = torch.tensor([g["density"] for g in cfg.groups])
+    out["density"] = torch.tensor([g.density for g in cfg.groups])
     out["superposition"] = mean_superposition(W)
     out["features_per_dim"] = 1.0 / geometry.dimensions_per_feature(W)
     return out

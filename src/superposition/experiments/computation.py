@@ -222,7 +222,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
 
     sparse = runs[SPARSE]
     best = sparse.best()
-    dens = [g["density"] for g in sparse.config.groups]
+    dens = [g.density for g in sparse.config.groups]
     m = sparse.config.model.n_hidden
     split = [monosemantic_share(sparse.W[i]) for i in best]
     counts = [len(mono) for mono, _ in split]

@@ -229,7 +229,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
 
     run = runs[THREE_PAIRS]
     sets = feature_sets(run.config)
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     ws = _best(run)
     sparse, dense = dens.index(min(dens)), dens.index(max(dens))
     side = side_by_side(ws[sparse], sets)

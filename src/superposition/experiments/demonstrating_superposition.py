@@ -83,7 +83,7 @@ def superposed(W: Float[Tensor, "feat hidden"]) -> list[int]:
 
 
 def _densities(run: Run) -> list[float]:
-    return [g["density"] for g in run.config.groups]
+    return [g.density for g in run.config.groups]
 
 
 def _keeps_top_m(run: Run) -> tuple[bool, list[str]]:

@@ -48,7 +48,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
     run = runs[RUN]
     best = run.best()
     cfg = run.config
-    dens = [g["density"] for g in cfg.groups]
+    dens = [g.density for g in cfg.groups]
     W = run.W[best]
     shapes = geometry.classify(W)
     labels = [g.label for g in shapes]

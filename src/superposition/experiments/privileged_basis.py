@@ -72,7 +72,7 @@ def mean_monosemanticity(run: Run) -> list[float]:
 def claims(runs: dict[str, Run]) -> list[Claim]:
     """Section 7's claims on the best instance of each density."""
     run = runs[RUN]
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     order = sorted(range(len(dens)), key=lambda g: -dens[g])  # dense to sparse
     frac = monosemantic_fraction(run)
     mean = mean_monosemanticity(run)

@@ -145,7 +145,7 @@ def measures(run: Run) -> Measures:
     """The measures of every density's best instance."""
     W = run.W[run.best()].detach().double()
     return Measures(
-        density=[g["density"] for g in run.config.groups],
+        density=[g.density for g in run.config.groups],
         dpf=geometry.dimensions_per_feature(W).tolist(),
         D=geometry.feature_dimensionality(W),
         represented=represented(W),

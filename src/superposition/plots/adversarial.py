@@ -14,7 +14,7 @@ def _describe(run: Run) -> str:
     cfg = run.config
     return (
         f"{cfg.model.kind} model, n={cfg.data.n_features}, m={cfg.model.n_hidden}, importance "
-        f"{cfg.groups[0]['importance_decay']:g}^i, best of {cfg.train.instances} seeds per "
+        f"{cfg.groups[0].importance_decay:g}^i, best of {cfg.train.instances} seeds per "
         f"density; L2 budget {BUDGET:g} x mean input norm"
     )
 

@@ -12,7 +12,7 @@ from superposition.results import Run
 
 def _title(run: Run) -> str:
     cfg = run.config
-    imp = cfg.groups[0]["importance_decay"]
+    imp = cfg.groups[0].importance_decay
     return (
         f"|x| model, n={cfg.data.n_features} signed features, m={cfg.model.n_hidden} neurons"
         + (f", importance {imp:g}^i" if imp != 1 else "")
@@ -55,7 +55,7 @@ def dense_weights(run: Run) -> Figure:
         f"f{i}: +n{p[0]} / -n{p[1]}" for i, p in enumerate(pairs) if p is not None
     )
     fig.suptitle(
-        _title(run) + f", 1-S = {run.config.groups[0]['density']:g}\n"
+        _title(run) + f", 1-S = {run.config.groups[0].density:g}\n"
         f"ReLU(x) / ReLU(-x) neuron pairs: {found or 'none'}",
         fontsize=9,
     )
@@ -66,7 +66,7 @@ def neuron_weights(run: Run) -> Figure:
     """Stacked per-neuron bars of the best sparse model at each density (Section 8's figure):
     monosemantic neurons when dense, polysemantic as sparsity grows."""
     best = run.best()
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     fig, axes = plt.subplots(len(best), 1, figsize=(8.5, 1.45 * len(best) + 0.8), squeeze=False,
                              sharex=False)
     m = run.config.model.n_hidden

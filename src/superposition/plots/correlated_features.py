@@ -57,7 +57,7 @@ def _panels(runs: dict[str, Run]) -> list[tuple[str, Run, int]]:
     for name in (CORRELATED, ANTICORRELATED, THREE_PAIRS):
         run = runs[name]
         for group, inst in zip(run.config.groups, run.best(), strict=True):
-            title = f"{_describe(run)}\ndensity {group['density']:g}"
+            title = f"{_describe(run)}\ndensity {group.density:g}"
             out.append((title, run, inst))
     return out
 
@@ -124,7 +124,7 @@ def local_bases(runs: dict[str, Run]) -> Figure:
     fig.colorbar(im, ax=ax, label="$W_i \\cdot W_j$")
     ax.set_title(
         f"$W^T W$, {run.config.model.kind} model, {_describe(run)},\n"
-        f"density {run.config.groups[0]['density']:g}; best of {run.config.train.instances} seeds",
+        f"density {run.config.groups[0].density:g}; best of {run.config.train.instances} seeds",
         fontsize=9,
     )
     fig.tight_layout()
@@ -149,7 +149,7 @@ def interactive_local_bases(runs: dict[str, Run]) -> Any:
     fig.update_yaxes(autorange="reversed", title="feature i", scaleanchor="x")
     fig.update_xaxes(title="feature j")
     fig.update_layout(
-        title=f"W^T W, {_describe(run)}, density {run.config.groups[0]['density']:g}",
+        title=f"W^T W, {_describe(run)}, density {run.config.groups[0].density:g}",
         width=600, height=560,
     )
     return fig

@@ -25,7 +25,7 @@ def _setting(run: Run) -> str:
     cfg = run.config
     return (
         f"n={cfg.data.n_features} features, m={cfg.model.n_hidden} dimensions, importance "
-        f"{cfg.groups[0]['importance_decay']:g}^i"
+        f"{cfg.groups[0].importance_decay:g}^i"
     )
 
 
@@ -37,7 +37,7 @@ def _seeds(run: Run) -> str:
 def interactive_norms(run: Run) -> go.Figure:
     """Plotly norm bars per density, coloured by superposition (hover: feature, norm, bias)."""
     best = run.best()
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     W = run.W[best]
     norms = geometry.feature_norms(W).numpy()
     sup = geometry.superposition(W).numpy()

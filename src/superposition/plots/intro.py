@@ -23,7 +23,7 @@ def _best_shapes(run: Run) -> tuple[list[int], Tensor, list[geometry.Geometry], 
         raise ValueError(f"the polygons figure draws 2-D models; this run has n_hidden={n_hidden}")
     best = run.best()
     W = run.W[best]
-    importance = run.config.data.feature_importances(run.config.groups[0]["importance_decay"])
+    importance = run.config.data.feature_importances(run.config.groups[0].importance_decay)
     return best, W, geometry.classify(W), importance
 
 
@@ -53,7 +53,7 @@ def polygons(run: Run) -> Figure:
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"1-S = {group['density']:g}", fontsize=9)
+        ax.set_title(f"1-S = {group.density:g}", fontsize=9)
         ax.set_xlabel(shapes[col].label.replace(" + ", "\n+ "), fontsize=7)
         g = geometry.gram(w[None])[0]
         lim_g = max(1.0, float(g.abs().max()))
@@ -65,7 +65,7 @@ def polygons(run: Run) -> Figure:
     n, m = cfg.data.n_features, cfg.model.n_hidden
     fig.suptitle(
         f"{cfg.model.kind} model, n={n} features in m={m} dimensions, importance "
-        f"{cfg.groups[0]['importance_decay']:g}^i; best of {cfg.train.instances} seeds per density "
+        f"{cfg.groups[0].importance_decay:g}^i; best of {cfg.train.instances} seeds per density "
         "(denser left, sparser right)",
         fontsize=10,
     )
@@ -94,7 +94,7 @@ def polygons_interactive(run: Run) -> Any:
     cols = min(n_groups, 5)
     rows = -(-n_groups // cols)
     titles = [
-        f"1-S = {g['density']:g}<br><span style='font-size:10px'>{shape.label}</span>"
+        f"1-S = {g.density:g}<br><span style='font-size:10px'>{shape.label}</span>"
         for g, shape in zip(cfg.groups, shapes, strict=True)
     ]
     fig = make_subplots(
@@ -121,7 +121,7 @@ def polygons_interactive(run: Run) -> Any:
             text=[str(i) for i in range(len(xy))], textposition="top center",
             textfont={"size": 9, "color": "#555555"},
             customdata=[
-                [i, importance[i], float(norms[col, i]), f"{group['density']:g}"]
+                [i, importance[i], float(norms[col, i]), f"{group.density:g}"]
                 for i in range(len(xy))
             ],
             hovertemplate=(
@@ -143,7 +143,7 @@ def polygons_interactive(run: Run) -> Any:
         title={
             "text": (
                 f"{cfg.model.kind} model, n={n} features in m={m} dimensions, importance "
-                f"{cfg.groups[0]['importance_decay']:g}^i; best of {cfg.train.instances} seeds "
+                f"{cfg.groups[0].importance_decay:g}^i; best of {cfg.train.instances} seeds "
                 "per density (hover over a feature for its importance and norm)"
             ),
             "font": {"size": 13},

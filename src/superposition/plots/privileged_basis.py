@@ -77,7 +77,7 @@ def interactive_neuron_bars(run: Run, title: str) -> go.Figure:
     """Plotly version of the stacked neuron bars, one panel per density (hover: feature, weight)."""
     cfg = run.config
     best = run.best()
-    dens = [g["density"] for g in cfg.groups]
+    dens = [g.density for g in cfg.groups]
     n_feat = cfg.data.n_features
     fig = make_subplots(
         rows=len(best), cols=1, subplot_titles=[f"1-S = {d:g}" for d in dens],
@@ -115,7 +115,7 @@ def _title(run: Run) -> str:
     cfg = run.config
     return (
         f"{cfg.model.kind} model (ReLU hidden layer), n={cfg.data.n_features} features, "
-        f"m={cfg.model.n_hidden} neurons, importance {cfg.groups[0]['importance_decay']:g}^i; "
+        f"m={cfg.model.n_hidden} neurons, importance {cfg.groups[0].importance_decay:g}^i; "
         f"best of {cfg.train.instances} seeds per density"
     )
 
@@ -124,7 +124,7 @@ def neuron_weights(run: Run) -> Figure:
     """W per density (features down, neurons across; red positive, blue negative), neurons in
     :func:`geometry.neuron_order`, with the stacked per-neuron bars below (Section 7)."""
     best = run.best()
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     n_feat = run.config.data.n_features
     fig, axes = plt.subplots(
         2, len(best), figsize=(2.0 * len(best) + 1.6, 5.2), squeeze=False,
@@ -157,7 +157,7 @@ def neuron_weights(run: Run) -> Figure:
 def monosemanticity(run: Run) -> Figure:
     """Share of monosemantic neurons and mean monosemanticity against density (log axis, sparser to
     the right as in the paper)."""
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     frac = exp.monosemantic_fraction(run)
     mean = exp.mean_monosemanticity(run)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
@@ -175,7 +175,7 @@ def monosemanticity(run: Run) -> Figure:
 
 
 def interactive_monosemanticity(run: Run) -> go.Figure:
-    dens = [g["density"] for g in run.config.groups]
+    dens = [g.density for g in run.config.groups]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=dens, y=exp.monosemantic_fraction(run), mode="lines+markers",
                              name="share of neurons monosemantic"))

@@ -82,14 +82,14 @@ class Panel:
 def varying_fields(config: RunConfig) -> list[str]:
     """The per-group fields that take more than one value in this run."""
     groups = config.groups
-    return [f for f in _FIELDS if len({g[f] for g in groups}) > 1]
+    return [f for f in _FIELDS if len({getattr(g, f) for g in groups}) > 1]
 
 
 def group_labels(config: RunConfig, sep: str = ", ") -> list[str]:
     """One label per group naming the fields that vary (density when none does)."""
     fields = varying_fields(config) or ["density"]
     return [
-        sep.join(f"{_FIELDS[f]} = {g[f]:g}" for f in fields) for g in config.groups
+        sep.join(f"{_FIELDS[f]} = {getattr(g, f):g}" for f in fields) for g in config.groups
     ]
 
 
@@ -142,7 +142,7 @@ def setting(run: Run, *, kind: bool = True, best: bool = True) -> str:
 def _dense_to_sparse(run: Run) -> str:
     """The paper's reading hint, when the panels run along density from dense to sparse."""
     cfg = run.config
-    dens = [g["density"] for g in cfg.groups]
+    dens = [g.density for g in cfg.groups]
     if varying_fields(cfg) == ["density"] and dens == sorted(dens, reverse=True):
         return " (denser left, sparser right)"
     return ""
@@ -411,7 +411,7 @@ def group_axis(run: Run, instances: Sequence[Panel]) -> GroupAxis:
     fields = varying_fields(cfg) if run.n_instances == cfg.n_instances else []
     if len(fields) == 1:
         field = fields[0]
-        values = np.array([g[field] for g in cfg.groups], dtype=float)
+        values = np.array([getattr(g, field) for g in cfg.groups], dtype=float)
         if field == "density":
             return GroupAxis(1.0 / values, "1/(1-S)  (sparser to the right)", True, None)
         log = bool(values.min() > 0 and values.max() / values.min() >= 10)

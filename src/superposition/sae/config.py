@@ -17,14 +17,14 @@ from typing import Any, Literal, get_args, no_type_check
 
 from superposition.config import (
     Schedule,
-    _as_tuple,
-    _choice,
-    _in_range,
-    _int_at_least,
-    _nonempty_tuple,
-    _plain,
+    as_json_lists,
     build_section,
+    check_choice,
+    check_in_range,
+    check_int_at_least,
+    check_nonempty_tuple,
     doc_field,
+    freeze_tuple,
 )
 from superposition.errors import ConfigError
 
@@ -107,18 +107,18 @@ class SAEConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_latents", "l1_coefficient", "k"):
-            _as_tuple(self, name)
-        _choice("architecture", self.architecture, ARCHITECTURES)
+            freeze_tuple(self, name)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
         if self.n_latents is not None:
-            _nonempty_tuple("n_latents", self.n_latents)
+            check_nonempty_tuple("n_latents", self.n_latents)
             for n in self.n_latents:
-                _int_at_least("n_latents", n, 1)
-        _nonempty_tuple("l1_coefficient", self.l1_coefficient)
+                check_int_at_least("n_latents", n, 1)
+        check_nonempty_tuple("l1_coefficient", self.l1_coefficient)
         for c in self.l1_coefficient:
-            _in_range("l1_coefficient", c, 0.0, 1e6)
-        _nonempty_tuple("k", self.k)
+            check_in_range("l1_coefficient", c, 0.0, 1e6)
+        check_nonempty_tuple("k", self.k)
         for k in self.k:
-            _int_at_least("k", k, 1)
+            check_int_at_least("k", k, 1)
         if self.architecture != "topk" and len(self.k) > 1:
             raise ConfigError(
                 f"k applies to the topk architecture only; {self.architecture} got a sweep "
@@ -135,23 +135,23 @@ class SAEConfig:
                 raise ConfigError(
                     f"k={max(self.k)} is more than the dictionary size n_latents={small[0]}"
                 )
-        _in_range("threshold_init", self.threshold_init, 0.0, 1e6, low_open=True)
-        _in_range("bandwidth", self.bandwidth, 0.0, 1e6, low_open=True)
-        _int_at_least("seeds", self.seeds, 1)
+        check_in_range("threshold_init", self.threshold_init, 0.0, 1e6, low_open=True)
+        check_in_range("bandwidth", self.bandwidth, 0.0, 1e6, low_open=True)
+        check_int_at_least("seeds", self.seeds, 1)
         if self.instance is not None:
-            _int_at_least("instance", self.instance, 0)
-        _int_at_least("steps", self.steps, 1)
-        _int_at_least("batch_size", self.batch_size, 1)
-        _in_range("lr", self.lr, 0.0, 10.0, low_open=True)
-        _choice("schedule", self.schedule, ("constant", "linear", "cosine"))
-        _int_at_least("resample_dead_every", self.resample_dead_every, 0)
-        _int_at_least("seed", self.seed, 0)
-        _int_at_least("log_every", self.log_every, 1)
+            check_int_at_least("instance", self.instance, 0)
+        check_int_at_least("steps", self.steps, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
+        check_in_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_choice("schedule", self.schedule, ("constant", "linear", "cosine"))
+        check_int_at_least("resample_dead_every", self.resample_dead_every, 0)
+        check_int_at_least("seed", self.seed, 0)
+        check_int_at_least("log_every", self.log_every, 1)
         if self.snapshots is not None:
-            _int_at_least("snapshots", self.snapshots, 0)
-        _int_at_least("eval_samples", self.eval_samples, 1)
-        _in_range("recovery_threshold", self.recovery_threshold, 0.0, 1.0, low_open=True)
-        _in_range("dense_threshold", self.dense_threshold, 0.0, 1.0)
+            check_int_at_least("snapshots", self.snapshots, 0)
+        check_int_at_least("eval_samples", self.eval_samples, 1)
+        check_in_range("recovery_threshold", self.recovery_threshold, 0.0, 1.0, low_open=True)
+        check_in_range("dense_threshold", self.dense_threshold, 0.0, 1.0)
         if not isinstance(self.device, str) or not (
             self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
         ):
@@ -173,7 +173,7 @@ class SAEConfig:
     # ---- JSON round trip ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _plain(dataclasses.asdict(self))
+        out: dict[str, Any] = as_json_lists(dataclasses.asdict(self))
         return out
 
     @classmethod

@@ -15,7 +15,7 @@ Layout of ``DIR/`` (schema version :data:`SAE_SCHEMA_VERSION`), like a run direc
                          group of seeds
     figures/             drawn later
 
-Writing reuses the run directory's atomic machinery (:mod:`superposition.store`): a hidden
+Writing is atomic like a run directory's (:func:`superposition.files.atomic_folder`): a hidden
 temporary sibling, fsynced, renamed into place. Loading checks every file against ``config.json``
 and raises :class:`~superposition.errors.RunDirError` with one sentence.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from superposition import store
+from superposition import __version__, files, store
 from superposition.config import RunConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.sae.config import SAEConfig, SAEInstance, layout
@@ -49,7 +49,7 @@ def is_sae_dir(path: PathLike) -> bool:
     if not store.is_run_dir(p):
         return False
     try:
-        raw = store._read_json(p / store.CONFIG_FILE)
+        raw = files.read_json(p / store.CONFIG_FILE)
     except RunDirError:
         return False
     return isinstance(raw, dict) and raw.get("kind") == KIND
@@ -69,7 +69,7 @@ def save_sae(sae_run: SAERun, path: PathLike, *, overwrite: bool = False) -> Pat
     """Write ``sae_run`` to the SAE directory ``path`` atomically and return the path."""
     target = Path(path)
     check_sae_target(target, overwrite=overwrite)
-    with store.atomic_directory(target) as tmp:
+    with files.atomic_folder(target) as tmp:
         _write_contents(sae_run, tmp)
     return target
 
@@ -81,7 +81,7 @@ def metrics_dict(sae_run: SAERun) -> dict[str, Any]:
     out: dict[str, Any] = {"instances": [i.to_dict() for i in sae_run.instances]}
     for key in (*SCORE_KEYS, "resampled", "final_train_loss", "max_cosine", "represented"):
         if key in s:
-            out[key] = store._jsonable(s[key].tolist())
+            out[key] = files.jsonable(s[key].tolist())
     groups = []
     for first, members in sae_run.groups():
         mm = s["mmcs"][members]
@@ -107,12 +107,11 @@ def _num(t: torch.Tensor) -> float | None:
 
 
 def _write_contents(sae_run: SAERun, tmp: Path) -> None:
-    from safetensors.torch import save_file
-
+    # atomic_folder renames the whole folder into place: its files need no rename of their own
     config = {
         "kind": KIND,
         "schema_version": SAE_SCHEMA_VERSION,
-        "version": store._package_version(),
+        "version": __version__,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sae": sae_run.config.to_dict(),
         "source": {
@@ -121,21 +120,21 @@ def _write_contents(sae_run: SAERun, tmp: Path) -> None:
             "instances": sae_run.toy_instances,
         },
         "instances": [i.to_dict() for i in sae_run.instances],
-        "info": store._jsonable(sae_run.info),
+        "info": files.jsonable(sae_run.info),
     }
-    store._write_json(tmp / store.CONFIG_FILE, config)
-    tensors = {k: store._cpu(v) for k, v in sae_run.params.items()}
+    files.write_json(tmp / store.CONFIG_FILE, config, atomic=False)
+    tensors = dict(sae_run.params)
     for k, v in sae_run.toy_params.items():
-        tensors[TOY_PREFIX + k] = store._cpu(v)
+        tensors[TOY_PREFIX + k] = v
     if sae_run.snapshots:
-        tensors["snapshot.W_dec"] = store._cpu(sae_run.snapshots["W_dec"])
+        tensors["snapshot.W_dec"] = sae_run.snapshots["W_dec"]
         tensors["snapshot_steps"] = torch.tensor(sae_run.snapshot_steps, dtype=torch.int64)
-    save_file(tensors, str(tmp / store.WEIGHTS_FILE), metadata={"kind": KIND})
-    store._fsync_file(tmp / store.WEIGHTS_FILE)
-    history = {"steps": store._cpu(sae_run.history_steps), "loss": store._cpu(sae_run.history_loss)}
-    save_file(history, str(tmp / store.HISTORY_FILE))
-    store._fsync_file(tmp / store.HISTORY_FILE)
-    store._write_json(tmp / store.METRICS_FILE, metrics_dict(sae_run), compact_values=True)
+    meta = {"kind": KIND}
+    files.write_safetensors(tmp / store.WEIGHTS_FILE, tensors, metadata=meta, atomic=False)
+    history = {"steps": sae_run.history_steps, "loss": sae_run.history_loss}
+    files.write_safetensors(tmp / store.HISTORY_FILE, history, atomic=False)
+    metrics = metrics_dict(sae_run)
+    files.write_json(tmp / store.METRICS_FILE, metrics, compact_values=True, atomic=False)
     (tmp / store.FIGURES_DIR).mkdir()
 
 
@@ -152,7 +151,7 @@ def load_sae(path: PathLike) -> SAERun:
     if missing:
         raise RunDirError(f"{root} is not a complete SAE directory: missing {', '.join(missing)}")
     file = root / store.CONFIG_FILE
-    raw = store._read_json(file)
+    raw = files.read_json(file)
     if not isinstance(raw, dict) or raw.get("kind") != KIND:
         raise RunDirError(f"{root} is not an SAE directory ({file} does not say kind 'sae')")
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
@@ -166,7 +165,7 @@ def load_sae(path: PathLike) -> SAERun:
     try:
         config = SAEConfig.from_dict(raw["sae"], source=f"{file} [sae]")
         source = raw["source"]
-        source_cfg = store._config_from(source["config"], root)
+        source_cfg = store.config_from_json(source["config"], root)
         toy_instances = [int(t) for t in source["instances"]]
         instances = [SAEInstance(**i) for i in raw["instances"]]
     except RunDirError:
@@ -178,13 +177,13 @@ def load_sae(path: PathLike) -> SAERun:
     n_feat = source_cfg.data.n_features
     if instances != layout(config, toy_instances, n_feat):
         raise RunDirError(f"{file} lists SAE instances that do not match its sae config")
-    tensors = store._read_safetensors(root / store.WEIGHTS_FILE)
+    tensors = files.read_safetensors(root / store.WEIGHTS_FILE)
     params, toy_params, snaps, snap_steps = _split(tensors, config, source_cfg, instances,
                                                    toy_instances, root)  # fmt: skip
-    history = store._read_safetensors(root / store.HISTORY_FILE)
+    history = files.read_safetensors(root / store.HISTORY_FILE)
     if set(history) != {"steps", "loss"} or history["loss"].shape[1:] != (len(instances),):
         raise RunDirError(f"{root / store.HISTORY_FILE} must hold steps [log] and loss [log, inst]")
-    metrics = store._read_json(root / store.METRICS_FILE)
+    metrics = files.read_json(root / store.METRICS_FILE)
     scores = _scores(metrics, len(instances), n_feat, root)
     return SAERun(
         config=config,

@@ -15,16 +15,13 @@ import datetime
 import io
 import json
 import math
-import os
-import secrets
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from superposition import _html
+from superposition import __version__, _html, files
 from superposition.config import SECTIONS, RunConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.results import Run
@@ -66,10 +63,8 @@ def done_points(out: PathLike, sweep: SweepConfig) -> list[int]:
 
 def read_sweep_file(out: PathLike) -> dict[str, Any]:
     """``DIR/sweep.json``, checked for its schema and its id."""
-    from superposition.store import _read_json
-
     file = Path(out) / SWEEP_FILE
-    raw = _read_json(file)
+    raw = files.read_json(file)
     if not isinstance(raw, dict) or raw.get("schema_version") != SWEEP_SCHEMA_VERSION:
         raise RunDirError(
             f"{file} is not a sweep file of schema_version {SWEEP_SCHEMA_VERSION} written by "
@@ -107,25 +102,12 @@ def check_folder(out: PathLike, sweep: SweepConfig, *, force: bool = False) -> b
 def create_folder(out: PathLike, sweep: SweepConfig) -> None:
     """Write a fresh sweep folder at ``out`` (replacing what :func:`check_folder` allowed): built
     under a hidden name and renamed into place, so it never looks like a sweep half made."""
-    from superposition.store import _move_into_place
-
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        tmp.mkdir()
+    with files.atomic_folder(out) as tmp:
         (tmp / POINTS_DIR).mkdir()
         _write_sweep_file(tmp, sweep)
-        _move_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _write_sweep_file(folder: Path, sweep: SweepConfig) -> None:
-    from superposition import __version__
-    from superposition.store import _write_json
-
     doc = {
         "schema_version": SWEEP_SCHEMA_VERSION,
         "sweep_id": sweep.sweep_id,
@@ -142,21 +124,7 @@ def _write_sweep_file(folder: Path, sweep: SweepConfig) -> None:
             for i, values in enumerate(sweep.points)
         ],
     }
-    _write_json(folder / SWEEP_FILE, doc)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    from superposition.store import _fsync_dir, _fsync_file
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    files.write_json(folder / SWEEP_FILE, doc, atomic=False)  # folder: create_folder's temporary
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,7 +177,7 @@ def point_row(sweep: SweepConfig, index: int, metrics: Mapping[str, Any]) -> dic
 
 def build_table(out: PathLike, sweep: SweepConfig) -> list[dict[str, Any]]:
     """The table rebuilt from the point folders (every point must be done)."""
-    from superposition.store import METRICS_FILE, _read_json
+    from superposition.store import METRICS_FILE
 
     missing = [i for i in range(sweep.n_points) if not point_done(out, sweep, i)]
     if missing:
@@ -218,7 +186,7 @@ def build_table(out: PathLike, sweep: SweepConfig) -> list[dict[str, Any]]:
             f"(the first is point {missing[0]}); run the sweep again to finish it"
         )
     return [
-        point_row(sweep, i, _read_json(point_dir(out, sweep, i) / METRICS_FILE))
+        point_row(sweep, i, files.read_json(point_dir(out, sweep, i) / METRICS_FILE))
         for i in range(sweep.n_points)
     ]
 

@@ -22,15 +22,13 @@ from typing import Any, Literal, Union, get_args, get_origin, no_type_check
 
 import numpy as np
 
-from superposition.config import SECTIONS, RunConfig
+from superposition.config import GROUP_FIELDS, SECTIONS, RunConfig
 from superposition.errors import ConfigError
 
 FIELD_SECTION: dict[str, str] = {
     f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
 }
 """Section of every config field; bare field names are unique across sections."""
-GROUP_FIELDS: tuple[str, ...] = tuple(RunConfig().groups[0])
-"""Per-group fields (``density`` ...): a tuple in the config, one value per sweep point."""
 NOT_AXES: dict[str, str] = {
     "device": "where a sweep runs",
     "memory_budget_gb": "how a sweep is chunked",

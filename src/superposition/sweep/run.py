@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from superposition import files
 from superposition.config import RunConfig
 from superposition.errors import ConfigError
 from superposition.results import Run
@@ -27,7 +28,6 @@ from superposition.sweep.folder import (
     done_points,
     point_dir,
     table_csv,
-    write_text_atomic,
 )
 from superposition.sweep.grid import PathLike, SweepConfig
 
@@ -240,7 +240,7 @@ def run_sweep(
         if todo:
             backend.close()
     rows = build_table(root, sweep)
-    write_text_atomic(root / TABLE_FILE, table_csv(sweep, rows))
+    files.write_text(root / TABLE_FILE, table_csv(sweep, rows))
     info = {
         "backend": backend.name,
         "points": sweep.n_points,
