@@ -9,8 +9,8 @@ progress as tasks finish and writes the table at the end.
 
 Each point's result depends on its own config only (per-instance random streams), and each task
 limits torch and numba to the CPUs it reserved, so the merged result equals the local backend's on
-the CPU however the points were split into tasks: bit for bit on the fused path, to float rounding
-on the sparse path (see :mod:`superposition.sweep`).
+the CPU however the points were split into tasks: bit for bit on the fused step, to float rounding
+on the sparse and torch steps (see :mod:`superposition.sweep`).
 """
 
 import os
@@ -40,7 +40,7 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     try:
         import numba
-    except ImportError:  # pragma: no cover - numba is a dependency; the torch path runs without
+    except ImportError:  # pragma: no cover - numba is a dependency; the torch step runs without
         return
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 

@@ -99,7 +99,7 @@ class StepSpec:
 
     def expected_nonzero_rows(self) -> float:
         """Mean fraction of samples with at least one present feature (independent features;
-        correlated sets make it smaller, which only favours the sparse path)."""
+        correlated sets make it smaller, which only favours the sparse step)."""
         log_absent = torch.log1p(-self.instances.density.clamp(max=1 - 1e-7).double()).sum(1)
         return float((1.0 - log_absent.exp()).mean())
 

@@ -7,10 +7,10 @@ point is the base config with those fields set (a per-group field such as ``dens
 one-value tuple, so a point is exactly one group of ``base.train.instances`` seeds).
 
 Points keep the base seed unless ``seed`` is an axis, so a point's result depends on its own config
-only, never on the grid around it: on the CPU's fused path (models with n_features x n_hidden <=
+only, never on the grid around it: on the CPU's fused step (models with n_features x n_hidden <=
 256, phase diagrams among them) a point of a sweep equals ``train(point_config)`` bit for bit, and
-adding points does not change the others; larger models (the sparse path, whose dense products are
-batched matmuls) agree to float rounding (~1e-7 relative).
+adding points does not change the others; larger models (the sparse and torch steps, whose dense
+products are batched matmuls) agree to float rounding (~1e-7 relative).
 
 Points that can share one batched training (equal :func:`superposition.training.stack_key`) are
 packed, whole, into as few chunks as the memory budget allows; a chunk is one
