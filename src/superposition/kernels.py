@@ -301,22 +301,32 @@ def _fill_independent(state: np.uint64, q: np.ndarray, signed: bool, x: np.ndarr
     """
     n, batch = x.shape
     half = (batch + 1) // 2
+    pairs = batch // 2  # hashes that fill both halves; an odd batch has one more, top half only
     for i in range(n):
         qi = q[i]
         inv = 1.0 / qi
         row = x[i]
-        base = state + np.uint64(i * half) * _GAMMA
-        for c in range(half):
-            z = _mix(base + np.uint64(c + 1) * _GAMMA)
+        top = row[:half]
+        bottom = row[half:]
+        # the counter advances by one _GAMMA per hash (an add, not a multiply per lane)
+        counter = state + np.uint64(i * half) * _GAMMA
+        for c in range(pairs):
+            counter += _GAMMA
+            z = _mix(counter)
             r = float(z >> np.uint64(32)) * _TO_UNIT32
             m = 1.0 - r * inv
             v = 2.0 * m - 1.0 if signed else m
-            row[c] = v if r < qi else 0.0
-            if c + half < batch:
-                r = float(z & np.uint64(0xFFFFFFFF)) * _TO_UNIT32
-                m = 1.0 - r * inv
-                v = 2.0 * m - 1.0 if signed else m
-                row[c + half] = v if r < qi else 0.0
+            top[c] = v if r < qi else 0.0
+            r = float(z & np.uint64(0xFFFFFFFF)) * _TO_UNIT32
+            m = 1.0 - r * inv
+            v = 2.0 * m - 1.0 if signed else m
+            bottom[c] = v if r < qi else 0.0
+        if pairs < half:
+            z = _mix(counter + _GAMMA)
+            r = float(z >> np.uint64(32)) * _TO_UNIT32
+            m = 1.0 - r * inv
+            v = 2.0 * m - 1.0 if signed else m
+            top[pairs] = v if r < qi else 0.0
 
 
 @njit(cache=True)
@@ -403,6 +413,31 @@ def sample_dense(
         )
 
 
+@njit(inline="always", fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _add_products(out: np.ndarray, rows: np.ndarray, w: np.ndarray) -> None:
+    """out[s] += w[0] rows[0, s], then += w[1] rows[1, s], ... : the terms added one by one in row
+    order (the same bits as one pass per row) but four rows per pass, so ``out`` is loaded and
+    stored once per four products instead of once per product."""
+    n = rows.shape[0]
+    full = n - n % 4
+    for r in range(0, full, 4):
+        w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
+        x0, x1, x2, x3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
+        for s in range(out.shape[0]):
+            t = out[s]
+            t += w0 * x0[s]
+            t += w1 * x1[s]
+            t += w2 * x2[s]
+            t += w3 * x3[s]
+            out[s] = t
+    for r in range(full, n):
+        wr = w[r]
+        xr = rows[r]
+        for s in range(out.shape[0]):
+            out[s] += wr * xr[s]
+
+
 @njit(fastmath=_VECTOR_MATH, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
 def _instance_grads(
@@ -418,57 +453,55 @@ def _instance_grads(
     aW: np.ndarray,
     adec: np.ndarray,
     ab: np.ndarray,
+    h: np.ndarray,
+    gh: np.ndarray,
+    g: np.ndarray,
+    d: np.ndarray,
+    ones: np.ndarray,
 ) -> float:
     """One instance's gradients from its batch ``x`` [feat, batch] (batch innermost, so every loop
-    below is a vector loop); returns the summed importance-weighted squared error.
+    below is a vector loop); returns the summed importance-weighted squared error. ``h``, ``gh``
+    [hidden, batch], ``g`` [4, batch], ``d`` [batch]: scratch; ``ones`` [batch]: ones.
 
     Same maths as :meth:`ToyModel.loss_and_grads`: o = W_dec h + b, g = coef (act(o) - target)
-    masked by the output ReLU, and so on.
+    masked by the output ReLU, and so on. Output features are handled four at a time (``g``
+    holds their gradients), so dL/dh gathers four of them per pass.
     """
     n, batch = x.shape
     m = W.shape[1]
-    h = np.zeros((m, batch), np.float32)
-    gh = np.zeros((m, batch), np.float32)
-    g = np.empty(batch, np.float32)
-    d = np.empty(batch, np.float32)
-    ones = np.ones(batch, np.float32)
-    for i in range(n):
-        xi = x[i]
-        for a in range(m):
-            w = W[i, a]
-            ha = h[a]
-            for s in range(batch):
-                ha[s] += w * xi[s]
-    if hidden_relu:
-        for a in range(m):
-            ha = h[a]
+    WT = W.T  # [hidden, feat]: h[a] = sum_i W[i, a] x[i]
+    decT = dec.T
+    for a in range(m):
+        ha = h[a]
+        ha[:] = 0.0
+        _add_products(ha, x, WT[a])
+        if hidden_relu:
             for s in range(batch):
                 ha[s] = max(ha[s], np.float32(0.0))
+        gh[a, :] = 0.0
     err = 0.0
-    for j in range(n):
-        g[:] = b[j]
-        for a in range(m):
-            w = dec[j, a]
-            ha = h[a]
+    for j0 in range(0, n, 4):
+        nj = min(4, n - j0)
+        for jj in range(nj):
+            j = j0 + jj
+            gj = g[jj]
+            gj[:] = b[j]
+            _add_products(gj, h, dec[j])
+            xj = x[j]
+            cj = coef[j]
             for s in range(batch):
-                g[s] += w * ha[s]
-        xj = x[j]
-        cj = coef[j]
-        for s in range(batch):
-            o = g[s]
-            t = abs(xj[s]) if abs_target else xj[s]
-            live = o > 0.0 or not output_relu
-            ds = (o if live else np.float32(0.0)) - t
-            d[s] = ds
-            g[s] = cj * ds if live else np.float32(0.0)
-        err += imp[j] * _vdot(d, d)
-        ab[j] = _vdot(g, ones)
+                o = gj[s]
+                t = abs(xj[s]) if abs_target else xj[s]
+                live = o > 0.0 or not output_relu
+                ds = (o if live else np.float32(0.0)) - t
+                d[s] = ds
+                gj[s] = cj * ds if live else np.float32(0.0)
+            err += imp[j] * _vdot(d, d)
+            ab[j] = _vdot(gj, ones)
+            for a in range(m):
+                adec[j, a] = _vdot(gj, h[a])
         for a in range(m):
-            w = dec[j, a]
-            gha = gh[a]
-            for s in range(batch):
-                gha[s] += g[s] * w
-            adec[j, a] = _vdot(g, h[a])
+            _add_products(gh[a], g[:nj], decT[a, j0 : j0 + nj])
     if hidden_relu:
         for a in range(m):
             ha = h[a]
@@ -526,6 +559,11 @@ def fused_step(
         aW = np.empty((n, m), np.float32)
         adec = np.empty((n, m), np.float32)
         ab = np.empty(n, np.float32)
+        h = np.empty((m, batch), np.float32)
+        gh = np.empty((m, batch), np.float32)
+        g = np.empty((4, batch), np.float32)
+        d = np.empty(batch, np.float32)
+        ones = np.ones(batch, np.float32)
         for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
             x[:] = 0.0
             _sample_dense_instance(
@@ -534,7 +572,7 @@ def fused_step(
             )
             err[k] = _instance_grads(
                 x, W[k], dec[k], b[k], coef[k], imp[k], hidden_relu, output_relu, abs_target,
-                aW, adec, ab,
+                aW, adec, ab, h, gh, g, d, ones,
             )
             if tied:
                 gW[k] = aW + adec
