@@ -210,7 +210,7 @@ class FastStep:
         if hidden_relu:
             h.relu_()
         dec = model.decoder
-        torch.baddbmm(model.b[:, None, :], h, dec.transpose(1, 2), out=out)
+        torch.bmm(h, dec.transpose(1, 2), out=out)  # + b: in output_grad
         k.output_grad(
             idx, val, rowptr, out.numpy(), self.np["b"], self.np["coef"], self.np["imp"],
             self.batch - rows, output_relu, abs_target, self.np["gb"], self.err,

@@ -638,21 +638,22 @@ def output_grad(
     gb: np.ndarray,
     err: np.ndarray,
 ) -> None:
-    """Turn the output o [inst, rows, feat] into g = dL/do in place, one row at a time in cache:
-    g = coef * (act(o) - target), masked by the output ReLU. Also writes gb = sum over samples of g
-    and err = summed importance-weighted squared error, both including ``zeros`` all-zero samples
-    that are not among the rows (their output is act(b))."""
+    """Turn ``out`` [inst, rows, feat], holding h W_dec^T, into g = dL/do in place, one row at a
+    time in cache: o = h W_dec^T + b (the bias is added here rather than by the matmul, which would
+    first copy it into the whole buffer), g = coef * (act(o) - target), masked by the output ReLU.
+    Also writes gb = sum over samples of g and err = summed importance-weighted squared error, both
+    including ``zeros`` all-zero samples that are not among the rows (their output is act(b))."""
     n_inst, rows, n = out.shape
     for k in prange(n_inst):
         acc = np.zeros(n, np.float32)
         sq = np.zeros(n, np.float32)
         masked = 0.0
-        ck, ik = coef[k], imp[k]
+        ck, ik, bk = coef[k], imp[k], b[k]
         for s in range(rows):
             row = out[k, s]
-            if output_relu:
-                for j in range(n):
-                    row[j] = max(row[j], np.float32(0.0))
+            for j in range(n):
+                o = row[j] + bk[j]
+                row[j] = max(o, np.float32(0.0)) if output_relu else o
             for e in range(rowptr[k, s], rowptr[k, s + 1]):
                 i = idx[k, e]
                 t = abs(val[k, e]) if abs_target else val[k, e]
