@@ -368,15 +368,17 @@ def _sample_dense_instance(
     val: np.ndarray,
     rowptr: np.ndarray,
 ) -> None:
-    """The fused path's batch, written into a zeroed x [feat, batch] (idx/val/rowptr: scratch)."""
+    """The fused path's batch, written into x [feat, batch] (every element: the vector coins
+    write them all, the other samplers zero x first; idx/val/rowptr: scratch)."""
     all_independent = True
     for u in range(kind.shape[0]):
         all_independent &= kind[u] == INDEPENDENT
+    if all_independent and dense:
+        _fill_independent(state, q, signed, x)
+        return
+    x[:] = 0.0
     if all_independent:
-        if dense:
-            _fill_independent(state, q, signed, x)
-        else:
-            _scatter_independent(state, q, qmax, inv_log, signed, x)
+        _scatter_independent(state, q, qmax, inv_log, signed, x)
         return
     sample_instance(
         state, x.shape[1], kind, start, size, q, qmax, inv_log, dense, signed, idx, val, rowptr
@@ -401,7 +403,7 @@ def sample_dense(
     signed: bool,
     x: np.ndarray,
 ) -> None:
-    """The batch :func:`fused_step` draws, as a zeroed x [inst, feat, batch] filled in."""
+    """The batch :func:`fused_step` draws, written into x [inst, feat, batch]."""
     n_inst, n, batch = x.shape
     for k in prange(n_inst):
         idx = np.empty(batch * n, np.int32)
@@ -565,7 +567,6 @@ def fused_step(
         d = np.empty(batch, np.float32)
         ones = np.ones(batch, np.float32)
         for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
-            x[:] = 0.0
             _sample_dense_instance(
                 _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
                 dense[k], signed, x, idx, val, rowptr,
