@@ -417,15 +417,30 @@ def sample_dense(
 
 @njit(inline="always", fastmath=_VECTOR_MATH, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
-def _add_products(out: np.ndarray, rows: np.ndarray, w: np.ndarray) -> None:
+def _add_products(
+    out: np.ndarray, rows: np.ndarray, w: np.ndarray, fresh: bool, start: np.float32
+) -> None:
     """out[s] += w[0] rows[0, s], then += w[1] rows[1, s], ... : the terms added one by one in row
     order (the same bits as one pass per row) but four rows per pass, so ``out`` is loaded and
-    stored once per four products instead of once per product."""
+    stored once per four products instead of once per product. ``fresh``: out starts at ``start``
+    instead (the same bits as filling it with ``start`` first, without that pass)."""
     n = rows.shape[0]
     full = n - n % 4
+    if fresh and full == 0:
+        out[:] = start
+        fresh = False
     for r in range(0, full, 4):
         w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
         x0, x1, x2, x3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
+        if fresh and r == 0:
+            for s in range(out.shape[0]):
+                t = start
+                t += w0 * x0[s]
+                t += w1 * x1[s]
+                t += w2 * x2[s]
+                t += w3 * x3[s]
+                out[s] = t
+            continue
         for s in range(out.shape[0]):
             t = out[s]
             t += w0 * x0[s]
@@ -475,8 +490,10 @@ def _instance_grads(
     decT = dec.T
     for a in range(m):
         ha = h[a]
+        # zeros in memory, not a constant start: from a constant 0 LLVM drops the first addition
+        # and may then fuse a different product of the chain (other bits)
         ha[:] = 0.0
-        _add_products(ha, x, WT[a])
+        _add_products(ha, x, WT[a], False, np.float32(0.0))
         if hidden_relu:
             for s in range(batch):
                 ha[s] = max(ha[s], np.float32(0.0))
@@ -487,8 +504,7 @@ def _instance_grads(
         for jj in range(nj):
             j = j0 + jj
             gj = g[jj]
-            gj[:] = b[j]
-            _add_products(gj, h, dec[j])
+            _add_products(gj, h, dec[j], True, b[j])
             xj = x[j]
             cj = coef[j]
             for s in range(batch):
@@ -503,7 +519,7 @@ def _instance_grads(
             for a in range(m):
                 adec[j, a] = _vdot(gj, h[a])
         for a in range(m):
-            _add_products(gh[a], g[:nj], decT[a, j0 : j0 + nj])
+            _add_products(gh[a], g[:nj], decT[a, j0 : j0 + nj], False, np.float32(0.0))
     if hidden_relu:
         for a in range(m):
             ha = h[a]
