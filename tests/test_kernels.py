@@ -205,3 +205,44 @@ def test_a_freshly_compiled_kernel_gives_the_cached_kernels_bits(tmp_path):
     fresh = digest(tmp_path / "numba-cache")  # compiles every kernel in this process
     assert digest(tmp_path / "numba-cache") == fresh  # loads them from the cache it wrote
     assert digest(None) == fresh  # the package's own cache
+
+
+def _fma32(a, b, c):
+    # float32 fused multiply-add: the product is exact in float64, one rounding to float32 (a
+    # double rounding through float64 is possible in principle, not for these inputs)
+    return (np.asarray(a, np.float64) * b + c).astype(np.float32)
+
+
+def _vdot_in_documented_order(a: np.ndarray, b: np.ndarray) -> np.float32:
+    n = a.shape[0]
+    sums = np.zeros((4, 16), np.float32)
+    done = n - n % 64
+    for o in range(0, done, 64):
+        for c in range(4):
+            sums[c] = _fma32(a[o + 16 * c : o + 16 * c + 16], b[o + 16 * c : o + 16 * c + 16],
+                             sums[c])  # fmt: skip
+    tail = n - n % 16
+    for o in range(done, tail, 16):
+        sums[0] = _fma32(a[o : o + 16], b[o : o + 16], sums[0])
+    v = (sums[0] + sums[1]) + (sums[2] + sums[3])
+    while v.shape[0] > 1:
+        v = v[: v.shape[0] // 2] + v[v.shape[0] // 2 :]
+    total = v[0]
+    for s in range(tail, n):
+        total = _fma32(a[s], b[s], total)
+    return total
+
+
+@pytest.mark.parametrize("n", [0, 5, 16, 77, 200, 1024])
+def test_batch_sums_follow_their_documented_order(n):
+    # the fused kernel's sums over the batch are fixed by the code, not by the compiler: the
+    # same bits as the order spelled out in _vdot's docstring (a plain running sum differs)
+    from numba import njit
+
+    from superposition.kernels import _vdot
+
+    g = np.random.default_rng(n)
+    a = g.standard_normal(n).astype(np.float32)
+    b = g.standard_normal(n).astype(np.float32)
+    got = njit(lambda a, b: _vdot(a, b))(a, b)
+    assert np.float32(got).tobytes() == _vdot_in_documented_order(a, b).tobytes()

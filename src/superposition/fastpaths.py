@@ -151,6 +151,8 @@ class FastStep:
             self.h_buf = torch.empty(n_inst * batch * n_hidden)
             self.out_buf = torch.empty(n_inst * batch * n_feat)
             self.gh_buf = torch.empty(n_inst * batch * n_hidden)
+            # dL/dW_dec^T: h^T @ g reads g row by row, about twice as fast as g^T @ h
+            self.gdec_t = torch.empty(n_inst, n_hidden, n_feat)
 
     def __call__(self, step: int, *, with_loss: bool) -> torch.Tensor | None:
         if self.path == "fused":
@@ -199,12 +201,13 @@ class FastStep:
         if hidden_relu:
             h.relu_()
         dec = model.decoder
-        torch.baddbmm(model.b[:, None, :], h, dec.transpose(1, 2), out=out)
+        torch.bmm(h, dec.transpose(1, 2), out=out)  # + b: in output_grad
         k.output_grad(
             idx, val, rowptr, out.numpy(), self.np["b"], self.np["coef"], self.np["imp"],
             self.batch - rows, output_relu, abs_target, self.np["gb"], self.err,
         )  # fmt: skip
-        torch.bmm(out.transpose(1, 2), h, out=grads["W"] if model.tied else grads["W_dec"])
+        torch.bmm(h.transpose(1, 2), out, out=self.gdec_t)
+        (grads["W"] if model.tied else grads["W_dec"]).copy_(self.gdec_t.transpose(1, 2))
         torch.bmm(out, dec, out=gh)
         if hidden_relu:
             gh.masked_fill_(h <= 0, 0.0)

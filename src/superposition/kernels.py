@@ -21,7 +21,10 @@ cheaper (``dense`` mode) and is used instead.
 from typing import no_type_check
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
@@ -196,33 +199,96 @@ def csr_to_dense(idx: np.ndarray, val: np.ndarray, rowptr: np.ndarray, x: np.nda
 
 # No "reassoc": with it LLVM vectorises the sums over the batch in an order that differed between a
 # freshly compiled kernel and the same kernel loaded from numba's cache, so an instance could end in
-# different last bits from one process to the next (a resumed sweep, a Ray task). The sums are
-# vectorised by hand instead (:func:`_dot`: eight running sums, always added in the same order).
-# Fused multiply-adds and signed zeros stay free; no assumption about NaN or infinities.
+# different last bits from one process to the next (a resumed sweep, a Ray task). The sums over the
+# batch are written as explicit vector code instead (:func:`_vdot`), whose order is fixed in the IR.
+# Fused multiply-adds and signed zeros stay free in the element-wise loops; no assumption about NaN
+# or infinities.
 _VECTOR_MATH = {"contract", "nsz"}
 
+_LANES = 16  # floats per vector in :func:`_vdot` (one AVX-512 register, two AVX2 ones)
+_CHAINS = 4  # independent vector sums, so consecutive fused multiply-adds do not wait on each other
 
-@njit(inline="always", fastmath=_VECTOR_MATH, cache=True)
-@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
-def _dot(a: np.ndarray, b: np.ndarray) -> np.float32:
-    """sum_s a[s] * b[s] in a fixed order: eight interleaved running sums (independent, so the
-    compiler can put them in one vector register without reordering anything), then their total."""
-    n = a.shape[0]
-    full = n - n % 8
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
-    for s in range(0, full, 8):
-        s0 += a[s] * b[s]
-        s1 += a[s + 1] * b[s + 1]
-        s2 += a[s + 2] * b[s + 2]
-        s3 += a[s + 3] * b[s + 3]
-        s4 += a[s + 4] * b[s + 4]
-        s5 += a[s + 5] * b[s + 5]
-        s6 += a[s + 6] * b[s + 6]
-        s7 += a[s + 7] * b[s + 7]
-    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    for s in range(full, n):
-        total += a[s] * b[s]
-    return total
+
+def _lane_tree(builder: ir.IRBuilder, v: ir.Value, width: int) -> ir.Value:
+    """Sum of a vector's lanes in a fixed order: lane l plus lane l + width/2, halving."""
+    i32 = ir.IntType(32)
+    while width > 1:
+        half = width // 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half), list(range(half))))
+        hi = builder.shuffle_vector(
+            v, v, ir.Constant(ir.VectorType(i32, half), list(range(half, width)))
+        )
+        v = builder.fadd(lo, hi)
+        width = half
+    return builder.extract_element(v, ir.Constant(i32, 0))
+
+
+@intrinsic
+@no_type_check  # numba's typing hook, not Python: keep jaxtyping's test-time wrapper away
+def _vdot(typingctx, a, b):  # type: ignore[no-untyped-def]
+    """sum_s a[s] * b[s] for contiguous float32 vectors, in an order spelled out in the IR, so the
+    bits do not depend on how the compiler vectorises (no fastmath reassociation needed):
+
+    element s goes, by fused multiply-add, into lane s % 16 of running vector sum (s // 16) % 4 of
+    the whole 64-element blocks; the leftover whole 16-element blocks go into sum 0; the four sums
+    are added as (0 + 1) + (2 + 3), its lanes by :func:`_lane_tree`; the last n % 16 elements
+    are then added one at a time, again by fused multiply-add (``llvm.fma``: one rounding, on any
+    CPU).
+    """
+    for t in (a, b):
+        if not (
+            isinstance(t, types.Array)
+            and t.ndim == 1
+            and t.dtype == types.float32
+            and t.layout == "C"
+        ):
+            return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        arrays = [
+            context.make_array(ty)(context, builder, v)
+            for ty, v in zip(signature.args, args, strict=True)
+        ]
+        pa, pb = (arr.data for arr in arrays)
+        n = builder.extract_value(arrays[0].shape, 0)
+        i64, f32 = ir.IntType(64), ir.FloatType()
+        vt = ir.VectorType(f32, _LANES)
+        fma_v = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{_LANES}f32"
+        )
+        fma_s = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32"
+        )
+        sums = [cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * _LANES))
+                for _ in range(_CHAINS)]  # fmt: skip
+
+        def block(offset: ir.Value, acc: ir.Value) -> None:
+            va = builder.load(builder.bitcast(builder.gep(pa, [offset]), vt.as_pointer()), align=4)
+            vb = builder.load(builder.bitcast(builder.gep(pb, [offset]), vt.as_pointer()), align=4)
+            builder.store(builder.call(fma_v, [va, vb, builder.load(acc)]), acc)
+
+        big = _LANES * _CHAINS
+        n_big = builder.udiv(n, ir.Constant(i64, big))
+        with cgutils.for_range(builder, n_big) as loop:
+            base = builder.mul(loop.index, ir.Constant(i64, big))
+            for c in range(_CHAINS):
+                block(builder.add(base, ir.Constant(i64, c * _LANES)), sums[c])
+        done = builder.mul(n_big, ir.Constant(i64, big))
+        n_small = builder.udiv(builder.sub(n, done), ir.Constant(i64, _LANES))
+        with cgutils.for_range(builder, n_small) as loop:
+            block(builder.add(done, builder.mul(loop.index, ir.Constant(i64, _LANES))), sums[0])
+        v = [builder.load(acc) for acc in sums]
+        while len(v) > 1:
+            v = [builder.fadd(v[i], v[i + 1]) for i in range(0, len(v), 2)]
+        total = cgutils.alloca_once_value(builder, _lane_tree(builder, v[0], _LANES))
+        tail = builder.add(done, builder.mul(n_small, ir.Constant(i64, _LANES)))
+        with cgutils.for_range(builder, builder.sub(n, tail)) as loop:
+            s = builder.add(tail, loop.index)
+            xa, xb = builder.load(builder.gep(pa, [s])), builder.load(builder.gep(pb, [s]))
+            builder.store(builder.call(fma_s, [xa, xb, builder.load(total)]), total)
+        return builder.load(total)
+
+    return types.float32(a, b), codegen
 
 
 @njit(fastmath=_VECTOR_MATH, cache=True)
@@ -235,22 +301,32 @@ def _fill_independent(state: np.uint64, q: np.ndarray, signed: bool, x: np.ndarr
     """
     n, batch = x.shape
     half = (batch + 1) // 2
+    pairs = batch // 2  # hashes that fill both halves; an odd batch has one more, top half only
     for i in range(n):
         qi = q[i]
         inv = 1.0 / qi
         row = x[i]
-        base = state + np.uint64(i * half) * _GAMMA
-        for c in range(half):
-            z = _mix(base + np.uint64(c + 1) * _GAMMA)
+        top = row[:half]
+        bottom = row[half:]
+        # the counter advances by one _GAMMA per hash (an add, not a multiply per lane)
+        counter = state + np.uint64(i * half) * _GAMMA
+        for c in range(pairs):
+            counter += _GAMMA
+            z = _mix(counter)
             r = float(z >> np.uint64(32)) * _TO_UNIT32
             m = 1.0 - r * inv
             v = 2.0 * m - 1.0 if signed else m
-            row[c] = v if r < qi else 0.0
-            if c + half < batch:
-                r = float(z & np.uint64(0xFFFFFFFF)) * _TO_UNIT32
-                m = 1.0 - r * inv
-                v = 2.0 * m - 1.0 if signed else m
-                row[c + half] = v if r < qi else 0.0
+            top[c] = v if r < qi else 0.0
+            r = float(z & np.uint64(0xFFFFFFFF)) * _TO_UNIT32
+            m = 1.0 - r * inv
+            v = 2.0 * m - 1.0 if signed else m
+            bottom[c] = v if r < qi else 0.0
+        if pairs < half:
+            z = _mix(counter + _GAMMA)
+            r = float(z >> np.uint64(32)) * _TO_UNIT32
+            m = 1.0 - r * inv
+            v = 2.0 * m - 1.0 if signed else m
+            top[pairs] = v if r < qi else 0.0
 
 
 @njit(cache=True)
@@ -292,15 +368,17 @@ def _sample_dense_instance(
     val: np.ndarray,
     rowptr: np.ndarray,
 ) -> None:
-    """The fused path's batch, written into a zeroed x [feat, batch] (idx/val/rowptr: scratch)."""
+    """The fused path's batch, written into x [feat, batch] (every element: the vector coins
+    write them all, the other samplers zero x first; idx/val/rowptr: scratch)."""
     all_independent = True
     for u in range(kind.shape[0]):
         all_independent &= kind[u] == INDEPENDENT
+    if all_independent and dense:
+        _fill_independent(state, q, signed, x)
+        return
+    x[:] = 0.0
     if all_independent:
-        if dense:
-            _fill_independent(state, q, signed, x)
-        else:
-            _scatter_independent(state, q, qmax, inv_log, signed, x)
+        _scatter_independent(state, q, qmax, inv_log, signed, x)
         return
     sample_instance(
         state, x.shape[1], kind, start, size, q, qmax, inv_log, dense, signed, idx, val, rowptr
@@ -325,7 +403,7 @@ def sample_dense(
     signed: bool,
     x: np.ndarray,
 ) -> None:
-    """The batch :func:`fused_step` draws, as a zeroed x [inst, feat, batch] filled in."""
+    """The batch :func:`fused_step` draws, written into x [inst, feat, batch]."""
     n_inst, n, batch = x.shape
     for k in prange(n_inst):
         idx = np.empty(batch * n, np.int32)
@@ -335,6 +413,46 @@ def sample_dense(
             _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
             dense[k], signed, x[k], idx, val, rowptr,
         )
+
+
+@njit(inline="always", fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _add_products(
+    out: np.ndarray, rows: np.ndarray, w: np.ndarray, fresh: bool, start: np.float32
+) -> None:
+    """out[s] += w[0] rows[0, s], then += w[1] rows[1, s], ... : the terms added one by one in row
+    order (the same bits as one pass per row) but four rows per pass, so ``out`` is loaded and
+    stored once per four products instead of once per product. ``fresh``: out starts at ``start``
+    instead (the same bits as filling it with ``start`` first, without that pass)."""
+    n = rows.shape[0]
+    full = n - n % 4
+    if fresh and full == 0:
+        out[:] = start
+        fresh = False
+    for r in range(0, full, 4):
+        w0, w1, w2, w3 = w[r], w[r + 1], w[r + 2], w[r + 3]
+        x0, x1, x2, x3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
+        if fresh and r == 0:
+            for s in range(out.shape[0]):
+                t = start
+                t += w0 * x0[s]
+                t += w1 * x1[s]
+                t += w2 * x2[s]
+                t += w3 * x3[s]
+                out[s] = t
+            continue
+        for s in range(out.shape[0]):
+            t = out[s]
+            t += w0 * x0[s]
+            t += w1 * x1[s]
+            t += w2 * x2[s]
+            t += w3 * x3[s]
+            out[s] = t
+    for r in range(full, n):
+        wr = w[r]
+        xr = rows[r]
+        for s in range(out.shape[0]):
+            out[s] += wr * xr[s]
 
 
 @njit(fastmath=_VECTOR_MATH, cache=True)
@@ -352,57 +470,56 @@ def _instance_grads(
     aW: np.ndarray,
     adec: np.ndarray,
     ab: np.ndarray,
+    h: np.ndarray,
+    gh: np.ndarray,
+    g: np.ndarray,
+    d: np.ndarray,
+    ones: np.ndarray,
 ) -> float:
     """One instance's gradients from its batch ``x`` [feat, batch] (batch innermost, so every loop
-    below is a vector loop); returns the summed importance-weighted squared error.
+    below is a vector loop); returns the summed importance-weighted squared error. ``h``, ``gh``
+    [hidden, batch], ``g`` [4, batch], ``d`` [batch]: scratch; ``ones`` [batch]: ones.
 
     Same maths as :meth:`ToyModel.loss_and_grads`: o = W_dec h + b, g = coef (act(o) - target)
-    masked by the output ReLU, and so on.
+    masked by the output ReLU, and so on. Output features are handled four at a time (``g``
+    holds their gradients), so dL/dh gathers four of them per pass.
     """
     n, batch = x.shape
     m = W.shape[1]
-    h = np.zeros((m, batch), np.float32)
-    gh = np.zeros((m, batch), np.float32)
-    g = np.empty(batch, np.float32)
-    d = np.empty(batch, np.float32)
-    ones = np.ones(batch, np.float32)
-    for i in range(n):
-        xi = x[i]
-        for a in range(m):
-            w = W[i, a]
-            ha = h[a]
-            for s in range(batch):
-                ha[s] += w * xi[s]
-    if hidden_relu:
-        for a in range(m):
-            ha = h[a]
+    WT = W.T  # [hidden, feat]: h[a] = sum_i W[i, a] x[i]
+    decT = dec.T
+    for a in range(m):
+        ha = h[a]
+        # zeros in memory, not a constant start: from a constant 0 LLVM drops the first addition
+        # and may then fuse a different product of the chain (other bits)
+        ha[:] = 0.0
+        _add_products(ha, x, WT[a], False, np.float32(0.0))
+        if hidden_relu:
             for s in range(batch):
                 ha[s] = max(ha[s], np.float32(0.0))
+        gh[a, :] = 0.0
     err = 0.0
-    for j in range(n):
-        g[:] = b[j]
-        for a in range(m):
-            w = dec[j, a]
-            ha = h[a]
+    for j0 in range(0, n, 4):
+        nj = min(4, n - j0)
+        for jj in range(nj):
+            j = j0 + jj
+            gj = g[jj]
+            _add_products(gj, h, dec[j], True, b[j])
+            xj = x[j]
+            cj = coef[j]
             for s in range(batch):
-                g[s] += w * ha[s]
-        xj = x[j]
-        cj = coef[j]
-        for s in range(batch):
-            o = g[s]
-            t = abs(xj[s]) if abs_target else xj[s]
-            live = o > 0.0 or not output_relu
-            ds = (o if live else np.float32(0.0)) - t
-            d[s] = ds
-            g[s] = cj * ds if live else np.float32(0.0)
-        err += imp[j] * _dot(d, d)
-        ab[j] = _dot(g, ones)
+                o = gj[s]
+                t = abs(xj[s]) if abs_target else xj[s]
+                live = o > 0.0 or not output_relu
+                ds = (o if live else np.float32(0.0)) - t
+                d[s] = ds
+                gj[s] = cj * ds if live else np.float32(0.0)
+            err += imp[j] * _vdot(d, d)
+            ab[j] = _vdot(gj, ones)
+            for a in range(m):
+                adec[j, a] = _vdot(gj, h[a])
         for a in range(m):
-            w = dec[j, a]
-            gha = gh[a]
-            for s in range(batch):
-                gha[s] += g[s] * w
-            adec[j, a] = _dot(g, h[a])
+            _add_products(gh[a], g[:nj], decT[a, j0 : j0 + nj], False, np.float32(0.0))
     if hidden_relu:
         for a in range(m):
             ha = h[a]
@@ -411,7 +528,7 @@ def _instance_grads(
                 gha[s] = gha[s] if ha[s] > 0.0 else np.float32(0.0)
     for i in range(n):
         for a in range(m):
-            aW[i, a] = _dot(x[i], gh[a])
+            aW[i, a] = _vdot(x[i], gh[a])
     return err
 
 
@@ -460,15 +577,19 @@ def fused_step(
         aW = np.empty((n, m), np.float32)
         adec = np.empty((n, m), np.float32)
         ab = np.empty(n, np.float32)
+        h = np.empty((m, batch), np.float32)
+        gh = np.empty((m, batch), np.float32)
+        g = np.empty((4, batch), np.float32)
+        d = np.empty(batch, np.float32)
+        ones = np.ones(batch, np.float32)
         for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
-            x[:] = 0.0
             _sample_dense_instance(
                 _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
                 dense[k], signed, x, idx, val, rowptr,
             )
             err[k] = _instance_grads(
                 x, W[k], dec[k], b[k], coef[k], imp[k], hidden_relu, output_relu, abs_target,
-                aW, adec, ab,
+                aW, adec, ab, h, gh, g, d, ones,
             )
             if tied:
                 gW[k] = aW + adec
@@ -534,21 +655,22 @@ def output_grad(
     gb: np.ndarray,
     err: np.ndarray,
 ) -> None:
-    """Turn the output o [inst, rows, feat] into g = dL/do in place, one row at a time in cache:
-    g = coef * (act(o) - target), masked by the output ReLU. Also writes gb = sum over samples of g
-    and err = summed importance-weighted squared error, both including ``zeros`` all-zero samples
-    that are not among the rows (their output is act(b))."""
+    """Turn ``out`` [inst, rows, feat], holding h W_dec^T, into g = dL/do in place, one row at a
+    time in cache: o = h W_dec^T + b (the bias is added here rather than by the matmul, which would
+    first copy it into the whole buffer), g = coef * (act(o) - target), masked by the output ReLU.
+    Also writes gb = sum over samples of g and err = summed importance-weighted squared error, both
+    including ``zeros`` all-zero samples that are not among the rows (their output is act(b))."""
     n_inst, rows, n = out.shape
     for k in prange(n_inst):
         acc = np.zeros(n, np.float32)
         sq = np.zeros(n, np.float32)
         masked = 0.0
-        ck, ik = coef[k], imp[k]
+        ck, ik, bk = coef[k], imp[k], b[k]
         for s in range(rows):
             row = out[k, s]
-            if output_relu:
-                for j in range(n):
-                    row[j] = max(row[j], np.float32(0.0))
+            for j in range(n):
+                o = row[j] + bk[j]
+                row[j] = max(o, np.float32(0.0)) if output_relu else o
             for e in range(rowptr[k, s], rowptr[k, s + 1]):
                 i = idx[k, e]
                 t = abs(val[k, e]) if abs_target else val[k, e]
