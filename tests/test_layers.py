@@ -262,11 +262,6 @@ def test_no_import_circles() -> None:
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="pending: modules outside the command line still use other modules' _private names; "
-    "the branches that make those names public are not merged yet",
-)
 def test_no_private_names_of_other_modules() -> None:
     _, private = check_imports(SRC, "superposition")
     assert not private, "uses of another module's _private name:\n" + "\n".join(private)

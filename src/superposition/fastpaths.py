@@ -14,7 +14,7 @@ as the ``fused`` and ``sparse`` steps.
     samples with no feature present are not computed (their output is act(b): they are counted
     into the bias gradient and the loss in closed form); ``x @ W`` and ``x^T @ dL/dh`` are sparse
     numba loops; the output gradient is one in-cache pass per sample; the dense products
-    (``h @ W_dec^T``, ``g^T h``, ``g W_dec``) are batched matmuls into buffers allocated once.
+    (``h @ W_dec^T``, ``(h^T g)^T``, ``g W_dec``) are batched matmuls into buffers allocated once.
 """
 
 from dataclasses import dataclass

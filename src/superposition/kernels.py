@@ -52,7 +52,8 @@ def _uniform(state: np.uint64) -> tuple[np.uint64, float]:
 
 @njit(inline="always", cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
-def _stream(key: np.uint64, step: np.int64) -> np.uint64:
+def stream(key: np.uint64, step: np.int64) -> np.uint64:
+    """The start state of an instance's stream (its ``key``) at counter ``step``."""
     # an instance's key is already unique to it (derived from its config's seed and its index in
     # that config), so its stream does not depend on which instances it is trained beside
     return _mix(key ^ _mix(np.uint64(step) * _GAMMA + np.uint64(1)))
@@ -177,7 +178,7 @@ def sample_csr(
     n_inst = q.shape[0]
     batch = rowptr.shape[1] - 1
     for k in prange(n_inst):
-        state = _stream(keys[k], step)
+        state = stream(keys[k], step)
         sample_instance(
             state, batch, kind, start, size, q[k], qmax[k], inv_log[k], dense[k], signed,
             idx[k], val[k], rowptr[k],
@@ -410,7 +411,7 @@ def sample_dense(
         val = np.empty(batch * n, np.float32)
         rowptr = np.empty(batch + 1, np.int64)
         _sample_dense_instance(
-            _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
+            stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
             dense[k], signed, x[k], idx, val, rowptr,
         )
 
@@ -584,7 +585,7 @@ def fused_step(
         ones = np.ones(batch, np.float32)
         for k in range(blk * n_inst // n_blocks, (blk + 1) * n_inst // n_blocks):
             _sample_dense_instance(
-                _stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
+                stream(keys[k], step), kind, start, size, q[k], qmax[k], inv_log[k],
                 dense[k], signed, x, idx, val, rowptr,
             )
             err[k] = _instance_grads(

@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from superposition._types import Float, Tensor
 from superposition.data import FeatureDistribution
-from superposition.kernels import _stream, sample_instance
+from superposition.kernels import sample_instance, stream
 from superposition.models import HIDDEN_RELU, ToyModel
 from superposition.sae.model import SparseAutoencoder
 
@@ -186,7 +186,7 @@ def relu_l1_step(
     batch = rowptr.shape[1] - 1
     for k in prange(keys.shape[0]):
         sample_instance(
-            _stream(keys[k], step), batch, kind, start, size, q[k], qmax[k],
+            stream(keys[k], step), batch, kind, start, size, q[k], qmax[k],
             inv_log[k], dense[k], signed, idx[k], val[k], rowptr[k],
         )  # fmt: skip
         loss[k] = _instance_step(
