@@ -126,6 +126,8 @@ def _chosen(config: RunConfig, device: str = "cpu") -> str:
 def test_the_step_is_chosen_by_size_and_density_and_recorded():
     tiny = _config(2, 1, 0.1, 4)
     assert _chosen(tiny) == "fused"
+    assert _chosen(_config(20, 5, 0.05, 10)) == "fused"  # the paper's canonical model
+    assert _chosen(_config(16, 16, 1.0, 4)) == "fused"
     assert _chosen(tiny, "cuda") == "torch"
     # the same large model: sparse while samples are sparse, plain matmuls once they are dense
     assert _chosen(_config(80, 20, 0.01, 2)) == "sparse"

@@ -35,12 +35,12 @@ ROW_PASSES = 6.0
 """The output-gradient pass over a [feat] row of a sample with a present feature, per element."""
 OPS = 10
 """Torch operations and kernel calls per sparse step."""
-FUSED_WEIGHT = 20.0
+FUSED_WEIGHT = 6.0
 """The fused kernel's cost per sample and weight (forward and backward, scalar loops), in
 multiply-adds of a batched matmul..."""
-FUSED_FEATURE = 15.0
+FUSED_FEATURE = 17.0
 """... per sample and feature (sampling, bias, output gradient) ..."""
-FUSED_INSTANCE = 4e-6
+FUSED_INSTANCE = 1e-7
 """... and per instance, in seconds (stream set-up, buffers, the thread's share)."""
 
 
