@@ -119,13 +119,13 @@ def cases(quick: bool) -> list[Case]:
 
     phase_densities = tuple(float(d) for d in torch.logspace(0, -2, 40))
     return [
-        Case("canonical 10 x 20f x 5h @0.05", relu(20, 5, 0.05, 10, 0.7), 3.0,
+        Case("canonical 10 x 20f x 5h @0.05", relu(20, 5, 0.05, 10, 0.7), 15.0,
              steps(300), steps(3000)),
-        Case("phase 4800 x 2f x 1h @1..0.01", relu(2, 1, phase_densities, 120), 10.0,
+        Case("phase 4800 x 2f x 1h @1..0.01", relu(2, 1, phase_densities, 120), 60.0,
              steps(6), steps(150)),
-        Case("geometry 16 x 400f x 30h @0.01", relu(400, 30, 0.01, 16), 4.0,
+        Case("geometry 16 x 400f x 30h @0.01", relu(400, 30, 0.01, 16), 8.0,
              steps(40), steps(300)),
-        Case("geometry 4 x 1000f x 100h @0.001", relu(1000, 100, 0.001, 4), 4.0,
+        Case("geometry 4 x 1000f x 100h @0.001", relu(1000, 100, 0.001, 4), 8.0,
              steps(60), steps(300)),
     ]  # fmt: skip
 
@@ -171,7 +171,7 @@ with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the c
 run = train(cfg, progress=False)
 peak = status("VmHWM:")
 print(json.dumps({{"base": base, "peak": peak, "chunks": run.info["chunks"],
-                  "chunk_instances": run.info["chunk_instances"], "path": run.info["step"]}}))
+                  "chunk_instances": run.info["chunk_instances"], "step": run.info["step"]}}))
 """
 
 
@@ -184,7 +184,7 @@ def memory(quick: bool) -> bool:
     extra = (r["peak"] - r["base"]) / 2**30
     ok = extra <= budget
     print(f"\nmemory: 10,000 instances x 20 features, memory_budget_gb={budget}: "
-          f"{r['chunks']} chunks of {r['chunk_instances']} ({r['path']} path); "
+          f"{r['chunks']} chunks of {r['chunk_instances']} ({r['step']} step); "
           f"peak RSS {r['peak'] / 2**30:.3f} GiB = baseline {r['base'] / 2**30:.3f} GiB "
           f"+ {extra:.3f} GiB: {'PASS' if ok else 'FAIL'}")  # fmt: skip
     return ok
@@ -201,21 +201,21 @@ def main() -> int:
     parser.add_argument("--skip-extra", action="store_true", help="skip scaling and memory")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'config':<34} {'path':>6} {'ref st/s':>9} {'ours st/s':>10} {'ratio':>7} "
+    print(f"{'config':<34} {'step':>6} {'ref st/s':>9} {'ours st/s':>10} {'ratio':>7} "
           f"{'target':>7}  result")  # fmt: skip
     ok = True
     for case in cases(args.quick):
         if args.only and args.only not in case.name:
             continue
         # best of a few alternating repeats: other processes on a shared machine only slow down
-        ref, ours, path = 0.0, 0.0, ""
+        ref, ours, step = 0.0, 0.0, ""
         for _ in range(args.repeats):
             ref = max(ref, reference_rate(case.config, case.ref_steps))
-            rate, path = our_rate(case.config, case.our_steps)
+            rate, step = our_rate(case.config, case.our_steps)
             ours = max(ours, rate)
         ratio = ours / ref
         ok &= ratio >= case.target
-        print(f"{case.name:<34} {path:>6} {ref:>9.1f} {ours:>10.1f} {ratio:>6.1f}x "
+        print(f"{case.name:<34} {step:>6} {ref:>9.1f} {ours:>10.1f} {ratio:>6.1f}x "
               f"{case.target:>6.0f}x  {'PASS' if ratio >= case.target else 'FAIL'}", flush=True)
     if not args.skip_extra:
         ok &= scaling(args.quick)
