@@ -61,7 +61,9 @@ class _CpuStep(Step):
     def __init__(self, spec: StepSpec, model: ToyModel, grads: dict[str, Tensor]):
         super().__init__(spec, model, grads)
         self.source = FreshSource(spec)
-        scale = spec.loss.scale(spec.config.train.batch_size, spec.config.data.n_features)  # type: ignore[attr-defined]
+        loss = spec.loss
+        assert isinstance(loss, SquaredError)  # supports() admits no other loss
+        scale = loss.scale(spec.config.train.batch_size, spec.config.data.n_features)
         self.fast = FastStep(
             self.path,
             self.source.dist,
