@@ -136,6 +136,22 @@ def test_the_step_is_chosen_by_size_and_density_and_recorded():
     assert train(tiny, progress=False).info["step"] == "fused"
 
 
+def test_each_instance_gets_its_own_cheapest_step():
+    from superposition.steps import plan_steps
+
+    cfg = _config(200, 20, (1.0, 0.5, 0.01, 0.005), 2)
+    spec = StepSpec(cfg, Instances.of(cfg), torch.device("cpu"), get_loss("mse"), "fresh")
+    plan = [(rows, cls.name) for rows, cls in plan_steps(spec)]
+    assert plan == [(range(0, 4), "torch"), (range(4, 8), "sparse")]
+    # an instance's step is its own: the sparse instances alone still train on the sparse step
+    alone = StepSpec(cfg, Instances.of(cfg).rows(slice(4, 8)), torch.device("cpu"),
+                     get_loss("mse"), "fresh")  # fmt: skip
+    assert [cls.name for _, cls in plan_steps(alone)] == ["sparse"]
+    run = train(cfg, progress=False)
+    assert run.info["step"] == "torch,sparse" and run.info["chunks"] == 1
+    assert plan_steps(spec, "torch")[0][1].name == "torch"
+
+
 @pytest.mark.parametrize("path", ["fused", "sparse"])
 def test_same_seed_same_weights_any_threads(path):
     import numba

@@ -26,11 +26,11 @@ from superposition import __version__
 from superposition._types import Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
-from superposition.losses import get_loss
+from superposition.losses import Loss, get_loss
 from superposition.models import ToyModel
 from superposition.results import Run
 from superposition.rng import derive_seed
-from superposition.steps import Instances, Sampler, StepSpec, choose_step, get_source
+from superposition.steps import Instances, Sampler, Step, StepSpec, get_source, plan_steps
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -497,22 +497,22 @@ def train_many(
     table = Instances.cat([Instances.of(c) for c in configs])
     size = chunk_size(template, device, len(table))
     started = time.perf_counter()
-    chunks = [range(s, min(s + size, len(table))) for s in range(0, len(table), size)]
-    bar = progress_bar(template.train.steps * len(chunks), "training", progress)
-    parts = []
-    chosen: list[str] = []
-    for rows in chunks:
-        spec = StepSpec(
-            config=template,
-            instances=table.rows(slice(rows.start, rows.stop)),
-            device=device,
-            loss=loss,
-            source=template.data.source,
-            sampler=sampler,
-        )
-        step_cls = choose_step(spec, step)
-        chosen.append(step_cls.name)
-        parts.append(_train_chunk(spec, step_cls, rows, callbacks, hooks, bar))
+    # chunks by the memory budget; within a chunk, runs of instances that share a step (each
+    # instance's cheapest, so its step never depends on what it is stacked with)
+    work: list[tuple[StepSpec, type[Step], range]] = []
+    n_chunks = math.ceil(len(table) / size)
+    for start in range(0, len(table), size):
+        chunk = range(start, min(start + size, len(table)))
+        spec = _spec(template, table, chunk, device, loss, sampler)
+        for rows, step_cls in plan_steps(spec, step):
+            part = range(chunk.start + rows.start, chunk.start + rows.stop)
+            work.append((_spec(template, table, part, device, loss, sampler), step_cls, part))
+    bar = progress_bar(template.train.steps * len(work), "training", progress)
+    parts = [
+        _train_chunk(spec, step_cls, rows, callbacks, hooks, bar)
+        for spec, step_cls, rows in work
+    ]
+    chosen = [step_cls.name for _, step_cls, _ in work]
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -520,11 +520,11 @@ def train_many(
     info = {
         "version": __version__,
         "device": str(device),
-        "step": chosen[0] if len(set(chosen)) == 1 else ",".join(chosen),
+        "step": ",".join(dict.fromkeys(chosen)),
         "loss": loss.name,
         "source": template.data.source,
         "chunk_instances": size,
-        "chunks": len(parts),
+        "chunks": n_chunks,
         "stacked_configs": len(configs),
         "steps_done": steps_done,
         "seconds": round(elapsed, 3),
@@ -557,9 +557,27 @@ def train_many(
     return runs
 
 
+def _spec(
+    config: RunConfig,
+    table: Instances,
+    rows: range,
+    device: torch.device,
+    loss: Loss,
+    sampler: Sampler | None,
+) -> StepSpec:
+    return StepSpec(
+        config=config,
+        instances=table.rows(slice(rows.start, rows.stop)),
+        device=device,
+        loss=loss,
+        source=config.data.source,
+        sampler=sampler,
+    )
+
+
 def _train_chunk(
     spec: StepSpec,
-    step_cls: type,
+    step_cls: type[Step],
     rows: range,
     callbacks: Sequence[Callback],
     hooks: Sequence[Hook],

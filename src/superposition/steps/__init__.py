@@ -7,14 +7,23 @@ Implementations (:data:`STEPS`):
 - ``fused`` and ``sparse`` (:mod:`superposition.steps.cpu`): the paper's squared error on fresh
   samples, on the CPU, with numba kernels.
 
-:func:`choose_step` takes the cheapest implementation that supports the work by an estimated cost
-(size *and* density), never by a string threaded through the training loop. A new implementation is
+:func:`plan_steps` gives each instance the cheapest implementation that supports the work by its
+estimated cost (size *and* the instance's density), never by a string threaded through the
+training loop; :func:`choose_step` does the same for a whole chunk. A new implementation is
 one subclass of :class:`Step` plus :func:`register_step`; a new loss or data source needs none
 (:mod:`superposition.losses`, :mod:`superposition.steps.sources`): the torch step runs it.
 """
 
 from superposition.errors import ConfigError
-from superposition.steps.base import EVAL_BATCH, Instances, Sampler, Step, StepSpec, cheapest
+from superposition.steps.base import (
+    EVAL_BATCH,
+    Instances,
+    Sampler,
+    Step,
+    StepSpec,
+    cheapest,
+    cheapest_per_instance,
+)
 from superposition.steps.cpu import FusedStep, SparseStep
 from superposition.steps.sources import SOURCES, Source, get_source, register_source
 from superposition.steps.torch_step import TorchStep
@@ -42,6 +51,16 @@ def choose_step(spec: StepSpec, name: str = "auto") -> type[Step]:
     return chosen
 
 
+def plan_steps(spec: StepSpec, name: str = "auto") -> list[tuple[range, type[Step]]]:
+    """Which implementation trains which instances of ``spec``: with a ``name``, that one for
+    all (refused when it cannot run the spec); with "auto", each instance's cheapest by its own
+    estimated cost (its size and density), as runs of consecutive instances. An instance's step
+    thus never depends on the instances stacked beside it."""
+    if name != "auto":
+        return [(range(spec.n_instances), choose_step(spec, name))]
+    return cheapest_per_instance([cls for cls in STEPS.values() if cls.supports(spec)], spec)
+
+
 for _cls in (TorchStep, FusedStep, SparseStep):
     register_step(_cls)
 
@@ -59,6 +78,7 @@ __all__ = [
     "TorchStep",
     "cheapest",
     "choose_step",
+    "plan_steps",
     "get_source",
     "register_source",
     "register_step",

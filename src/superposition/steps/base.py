@@ -93,15 +93,15 @@ class StepSpec:
     def n_instances(self) -> int:
         return len(self.instances)
 
-    def expected_present(self) -> float:
-        """Mean number of present features per sample, over the chunk's instances."""
-        return float(self.instances.density.sum(dim=1).mean())
+    def expected_present(self) -> Float[Tensor, " inst"]:
+        """Each instance's expected number of present features per sample."""
+        return self.instances.density.double().sum(dim=1)
 
-    def expected_nonzero_rows(self) -> float:
-        """Mean fraction of samples with at least one present feature (independent features;
-        correlated sets make it smaller, which only favours the sparse step)."""
+    def expected_nonzero_rows(self) -> Float[Tensor, " inst"]:
+        """Each instance's expected fraction of samples with a present feature (independent
+        features; correlated sets make it smaller, which only favours the sparse step)."""
         log_absent = torch.log1p(-self.instances.density.clamp(max=1 - 1e-7).double()).sum(1)
-        return float((1.0 - log_absent.exp()).mean())
+        return 1.0 - log_absent.exp()
 
 
 class Step:
@@ -118,11 +118,19 @@ class Step:
         """Whether this implementation can run ``spec`` (model, loss, source, device)."""
         raise NotImplementedError
 
+    fixed_cost: ClassVar[float] = 0.0
+    """Estimated seconds of one step that do not grow with the instances (operations launched)."""
+
+    @classmethod
+    def instance_costs(cls, spec: StepSpec) -> Float[Tensor, " inst"]:
+        """Estimated seconds each instance adds to one step: a model of the arithmetic and memory
+        traffic from the sizes and each instance's density, not a timing."""
+        raise NotImplementedError
+
     @classmethod
     def cost(cls, spec: StepSpec) -> float:
-        """Estimated seconds of one step, used to choose among the implementations that support
-        the spec (a model of the arithmetic and memory traffic, not a timing)."""
-        raise NotImplementedError
+        """Estimated seconds of one step of the whole spec."""
+        return cls.fixed_cost + float(cls.instance_costs(spec).sum())
 
     def __init__(self, spec: StepSpec, model: ToyModel, grads: dict[str, Tensor]):
         self.spec = spec
@@ -200,6 +208,22 @@ def cheapest(
         return implementations[name]
     usable = [cls for cls in implementations.values() if cls.supports(spec)]
     return min(usable, key=lambda cls: cls.cost(spec))
+
+
+def cheapest_per_instance(
+    implementations: Sequence[type[Step]], spec: StepSpec
+) -> list[tuple[range, type[Step]]]:
+    """Each instance's cheapest implementation by its own estimated cost (so it does not depend
+    on what the instance is trained beside), as runs of consecutive instances sharing one."""
+    costs = torch.stack([cls.instance_costs(spec).double() for cls in implementations])
+    best = costs.argmin(dim=0).tolist()
+    runs: list[tuple[range, type[Step]]] = []
+    start = 0
+    for k in range(1, len(best) + 1):
+        if k == len(best) or best[k] != best[start]:
+            runs.append((range(start, k), implementations[best[start]]))
+            start = k
+    return runs
 
 
 def batches_of(samples: int) -> list[int]:

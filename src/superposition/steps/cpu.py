@@ -104,21 +104,26 @@ class FusedStep(_CpuStep):
         small = cfg.data.n_features * cfg.model.n_hidden <= FUSED_MAX_WEIGHTS
         return small and super().supports(spec)
 
+    fixed_cost = OP
+
     @classmethod
-    def cost(cls, spec: StepSpec) -> float:
+    def instance_costs(cls, spec: StepSpec) -> Float[Tensor, " inst"]:
         cfg = spec.config
         n, m, batch = cfg.data.n_features, cfg.model.n_hidden, cfg.train.batch_size
         # one kernel call; per sample a forward and backward pass over every weight, in cache
         flops = batch * (FUSED_WEIGHT * n * m + FUSED_FEATURE * n)
-        return OP + spec.n_instances * (FUSED_INSTANCE + flops * FLOP)
+        one = FUSED_INSTANCE + flops * FLOP
+        return torch.full((spec.n_instances,), one, dtype=torch.float64)
 
 
 class SparseStep(_CpuStep):
     name = "sparse"
     path = "sparse"
 
+    fixed_cost = OPS * OP
+
     @classmethod
-    def cost(cls, spec: StepSpec) -> float:
+    def instance_costs(cls, spec: StepSpec) -> Float[Tensor, " inst"]:
         cfg = spec.config
         n, m, batch = cfg.data.n_features, cfg.model.n_hidden, cfg.train.batch_size
         rows = batch * spec.expected_nonzero_rows()
@@ -127,4 +132,4 @@ class SparseStep(_CpuStep):
         # being sparse: about two dense ones), the sparse products and sampler over the present
         # features, the output-gradient pass
         flops = 2 * rows * n * m + SPARSE_ENTRY * present * m + ROW_PASSES * rows * n
-        return OPS * OP + spec.n_instances * (3 * MATMUL_PER_INSTANCE + flops * FLOP)
+        return 3 * MATMUL_PER_INSTANCE + flops * FLOP

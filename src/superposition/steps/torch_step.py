@@ -8,6 +8,8 @@ every new loss or source runs on until someone writes a faster one.
 
 from collections.abc import Iterator
 
+import torch
+
 from superposition._types import Float, Tensor
 from superposition.models import ToyModel
 from superposition.steps.base import FLOP, MATMUL_PER_INSTANCE, OP, Step, StepSpec
@@ -27,14 +29,17 @@ class TorchStep(Step):
     def supports(cls, spec: StepSpec) -> bool:
         return True
 
+    fixed_cost = OPS * OP
+
     @classmethod
-    def cost(cls, spec: StepSpec) -> float:
+    def instance_costs(cls, spec: StepSpec) -> Float[Tensor, " inst"]:
         cfg = spec.config
         n, m, batch = cfg.data.n_features, cfg.model.n_hidden, cfg.train.batch_size
         # four batched products (encoder, decoder, and the two gradients' products), the dense
         # sampling and the elementwise passes
         flops = batch * (4 * n * m + DENSE_PASSES * n)
-        return OPS * OP + spec.n_instances * (4 * MATMUL_PER_INSTANCE + flops * FLOP)
+        one = 4 * MATMUL_PER_INSTANCE + flops * FLOP
+        return torch.full((spec.n_instances,), one, dtype=torch.float64)
 
     def __init__(self, spec: StepSpec, model: ToyModel, grads: dict[str, Tensor]):
         super().__init__(spec, model, grads)
