@@ -1,5 +1,5 @@
-"""DESIGN.md's layers: each module imports only from the layers below it, and `import superposition`
-stays light (no plotting library, no distributed engine)."""
+"""The package's layers: each module imports only from the layers below it, and
+`import superposition` stays light (no plotting library, no distributed engine)."""
 
 import ast
 import subprocess
@@ -24,7 +24,7 @@ LAYERS = {
 def _layer(module: str) -> int:
     top = module.split(".")[0]
     if top not in LAYERS:
-        raise AssertionError(f"module {module!r} has no layer in DESIGN.md's table; add it")
+        raise AssertionError(f"module {module!r} has no layer in the LAYERS table; add it")
     return LAYERS[top]
 
 

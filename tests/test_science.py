@@ -1,8 +1,8 @@
 """The paper's qualitative outcomes on small configs (Elhage et al. 2022, intro and Section 2).
 
 Each test trains a few instances per setting and looks at the best one by held-out loss (best-of-N,
-as the paper does). The geometry is computed inline from the formulas of SCIENCE.md so that these
-tests check the trainer, not the geometry module:
+as the paper does). The geometry is computed inline from the paper's formulas (Section 4) so that
+these tests check the trainer, not the geometry module:
 
 - feature norm ``||W_i||``;
 - feature dimensionality ``D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2``.

@@ -281,7 +281,7 @@ class DataConfig:
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which toy model (SCIENCE.md "Models") and its size."""
+    """Which toy model (Elhage et al. 2022, Sections 2, 7 and 8) and its size."""
 
     kind: ModelKind = doc_field(
         "relu",

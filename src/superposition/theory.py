@@ -2,7 +2,7 @@
 expected loss of any tied model, so that a trained model and a theoretical candidate are scored on
 the same number.
 
-Conventions (the library's; see SCIENCE.md):
+Conventions (the library's; see the docs' concepts page):
 
 - features are independent; feature i is 0 with probability ``1 - p_i`` (``p_i`` its *density*)
   and otherwise uniform on [0, 1], so ``E[x_i] = p_i / 2``, ``E[x_i^2] = p_i / 3`` and

@@ -1,7 +1,7 @@
 """Section 6, "Superposition and Adversarial Robustness": models in superposition are easier to
 attack.
 
-Setting (SCIENCE.md "Experiments", Section 6): ReLU-output models, n = 20 features in m = 5
+Setting (Elhage et al. 2022, Section 6): ReLU-output models, n = 20 features in m = 5
 dimensions, importance 0.9**i, densities from dense (1) to sparse (0.02; 0.03 in the quick run),
 best of several seeds per density. Each best model is attacked with a small L2 perturbation of
 its input, a fixed fraction of the mean input norm, and the output is still scored against the

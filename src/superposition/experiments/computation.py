@@ -1,6 +1,6 @@
 """Section 8, "Computation in Superposition": a ReLU hidden layer computing |x| of signed features.
 
-Setting (SCIENCE.md "Experiments"): the untied ``abs`` model, ``h = ReLU(W1 x)``,
+Setting (Elhage et al. 2022, Section 8): the untied ``abs`` model, ``h = ReLU(W1 x)``,
 ``y' = ReLU(W2 h + b)``, target ``|x|``, features uniform in [-1, 1] when present.
 
 * ``dense``: n = 3 features, m = 6 neurons, density 1. The paper's claim: every feature gets two

@@ -1,6 +1,6 @@
 """Section 4, "Correlated and Anticorrelated Features": where correlated features go.
 
-Setting (Section 4; SCIENCE.md "Experiments"): the ReLU-output model, equal importance, sparse
+Setting (Elhage et al. 2022, Section 4): the ReLU-output model, equal importance, sparse
 features grouped into sets (a correlated set shares one on/off coin; an anticorrelated set has at
 most one member present), best-of-N by held-out loss:
 

@@ -1,6 +1,6 @@
 """Section 2, "Demonstrating Superposition": a linear and a ReLU-output model across sparsity.
 
-Setting (SCIENCE.md "Experiments"): n = 20 features in m = 5 dimensions, importance 0.7**i,
+Setting (Elhage et al. 2022, Section 2): n = 20 features in m = 5 dimensions, importance 0.7**i,
 densities 1 - S in {1, .3, .1, .03, .01, .003, .001}; the linear model ``W^T W x + b`` against the
 ReLU-output model ``ReLU(W^T W x + b)``; and a larger ReLU-output model, n = 80 in m = 20 with
 importance 0.9**i. The paper's claims: the linear model keeps the m most important features

@@ -1,6 +1,6 @@
 """The paper's introduction figure: 5 features in 2 dimensions across densities.
 
-Setting (Introduction; SCIENCE.md "Experiments"): n = 5, m = 2, ReLU-output model, importance
+Setting (Elhage et al. 2022, Introduction): n = 5, m = 2, ReLU-output model, importance
 0.9**i, ten densities from 1 down to 1/20. The paper's claims: when features are dense the model
 keeps the two most important ones, orthogonally; as they get sparser it stores four as two antipodal
 pairs, and at high sparsity all five as a pentagon. Several seeds per density, best-of-N by held-out

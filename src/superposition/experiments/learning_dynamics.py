@@ -1,6 +1,6 @@
 """Section 5, "Superposition and Learning Dynamics": feature dimensionalities over training.
 
-Setting (SCIENCE.md "Experiments", Section 5): weights are snapshot every few dozen steps and the
+Setting (Elhage et al. 2022, Section 5): weights are snapshot every few dozen steps and the
 loss is recomputed at every snapshot on one fixed held-out sample (so the loss curve carries no
 batch noise).
 

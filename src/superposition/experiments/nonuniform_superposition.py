@@ -1,6 +1,6 @@
 """Section 4, "Non-Uniform Superposition": one feature sparser or denser than the others.
 
-Setting (Section 4; SCIENCE.md "Experiments"): the ReLU-output model, n = 5 features in m = 2
+Setting (Elhage et al. 2022, Section 4): the ReLU-output model, n = 5 features in m = 2
 dimensions, equal importance, four features at density 0.05 and the fifth at that density times a
 multiplier from 0.1 to 10 (one run per multiplier, many seeds each, best-of-N by held-out loss).
 

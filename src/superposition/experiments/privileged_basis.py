@@ -1,9 +1,9 @@
 """Section 7, "Superposition in a Privileged Basis": neurons, monosemantic and polysemantic.
 
-Setting (SCIENCE.md "Experiments"): the privileged model ``h = ReLU(W x)``, ``x' = ReLU(W^T h + b)``
-(tied, no hidden bias), n = 10 features, m = 5 neurons, importance 0.75**i, a range of densities,
-best of several seeds per density by held-out loss. The hidden ReLU makes the neuron basis
-privileged, so one can ask whether a neuron responds to one feature (monosemantic) or several
+Setting (Elhage et al. 2022, Section 7): the privileged model ``h = ReLU(W x)``,
+``x' = ReLU(W^T h + b)`` (tied, no hidden bias), n = 10 features, m = 5 neurons, importance
+0.75**i, a range of densities, best of several seeds per density by held-out loss. The hidden ReLU makes the neuron
+basis privileged, so one can ask whether a neuron responds to one feature (monosemantic) or several
 (polysemantic). The paper's claim: when features are dense the neurons are monosemantic, and they
 become polysemantic as sparsity grows.
 

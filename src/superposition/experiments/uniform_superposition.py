@@ -1,9 +1,9 @@
 """Section 4, "Uniform Superposition": how many dimensions each feature gets as sparsity grows.
 
-Setting (Section 4; SCIENCE.md "Experiments"): the ReLU-output model, every feature equally
-important (I = 1) and equally sparse, one model per density over a log-spaced range of 1/(1-S).
-The paper used n = 400, m = 30; its notebook n = 200, m = 20 with 20 densities, which the full
-preset follows; the quick preset shrinks the model to n = 50, m = 5.
+Setting (Elhage et al. 2022, Section 4, and its notebook): the ReLU-output model, every feature
+equally important (I = 1) and equally sparse, one model per density over a log-spaced range of
+1/(1-S). The paper used n = 400, m = 30; its notebook n = 200, m = 20 with 20 densities, which the
+full preset follows; the quick preset shrinks the model to n = 50, m = 5.
 
 The paper's claims:
 
