@@ -2,10 +2,10 @@
 
 Setting (Elhage et al. 2022, Section 7): the privileged model ``h = ReLU(W x)``,
 ``x' = ReLU(W^T h + b)`` (tied, no hidden bias), n = 10 features, m = 5 neurons, importance
-0.75**i, a range of densities, best of several seeds per density by held-out loss. The hidden ReLU makes the neuron
-basis privileged, so one can ask whether a neuron responds to one feature (monosemantic) or several
-(polysemantic). The paper's claim: when features are dense the neurons are monosemantic, and they
-become polysemantic as sparsity grows.
+0.75**i, a range of densities, best of several seeds per density by held-out loss. The hidden ReLU
+makes the neuron basis privileged, so one can ask whether a neuron responds to one feature
+(monosemantic) or several (polysemantic). The paper's claim: when features are dense the neurons
+are monosemantic, and they become polysemantic as sparsity grows.
 
 A neuron's monosemanticity is the share of its squared weights held by its largest feature
 (:func:`superposition.geometry.neuron_monosemanticity`); it is monosemantic at
