@@ -31,14 +31,17 @@ from superposition.training import StepInfo, train
 
 def reference_train(density: torch.Tensor, importance: torch.Tensor, n_hidden: int, steps: int,
                     batch: int, on_step=None) -> torch.Tensor:  # fmt: skip
-    """ReLU output model, tied, trained the notebook's way. density, importance: [inst, feat]."""
+    """ReLU output model, tied, trained the notebook's way on density's device. density,
+    importance: [inst, feat]."""
     n_inst, n_feat = density.shape
-    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(n_inst, n_feat, n_hidden)))
-    b = torch.nn.Parameter(torch.zeros(n_inst, n_feat))
+    dev = density.device
+    W0 = torch.empty(n_inst, n_feat, n_hidden, device=dev)
+    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(W0))
+    b = torch.nn.Parameter(torch.zeros(n_inst, n_feat, device=dev))
     opt = torch.optim.AdamW([W, b], lr=1e-3)
     for step in range(steps):
-        values = torch.rand(batch, n_inst, n_feat)
-        x = torch.where(torch.rand(batch, n_inst, n_feat) <= density, values, 0.0)
+        values = torch.rand(batch, n_inst, n_feat, device=dev)
+        x = torch.where(torch.rand(batch, n_inst, n_feat, device=dev) <= density, values, 0.0)
         h = torch.einsum("bif,ifh->bih", x, W)
         out = torch.relu(torch.einsum("bih,ifh->bif", h, W) + b)
         loss = (importance * (x - out) ** 2).mean(dim=(0, 2)).sum()

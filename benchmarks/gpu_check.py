@@ -30,6 +30,9 @@ from superposition.models import ToyModel
 from superposition.steps import Instances, StepSpec, TorchStep
 from superposition.training import FlatParams, init_params, train
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_train import reference_train  # noqa: E402  (the same reference as on the CPU)
+
 CUDA = torch.device(os.environ.get("GPU_CHECK_DEVICE", "cuda"))  # "cpu": a dry run
 failures: list[str] = []
 
@@ -109,31 +112,17 @@ def reference_rate(cfg: RunConfig, steps: int) -> float:
     """Steps per second of the notebook's way on the GPU."""
     density = FeatureDistribution.from_config(cfg).density.to(CUDA)
     importance = importance_from_config(cfg).to(CUDA)
-    n_inst, n_feat = density.shape
-    W0 = torch.empty(n_inst, n_feat, cfg.model.n_hidden, device=CUDA)
-    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(W0))
-    b = torch.nn.Parameter(torch.zeros(n_inst, n_feat, device=CUDA))
-    opt = torch.optim.AdamW([W, b], lr=1e-3)
+    marks: list[float] = []
 
-    def one() -> None:
-        batch = cfg.train.batch_size
-        values = torch.rand(batch, n_inst, n_feat, device=CUDA)
-        x = torch.where(torch.rand(batch, n_inst, n_feat, device=CUDA) <= density, values, 0.0)
-        h = torch.einsum("bif,ifh->bih", x, W)
-        out = torch.relu(torch.einsum("bih,ifh->bif", h, W) + b)
-        loss = (importance * (x - out) ** 2).mean(dim=(0, 2)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    def mark(step: int) -> None:
+        if step in (19, steps + 19):
+            if CUDA.type == "cuda":
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
 
-    for _ in range(20):
-        one()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+    reference_train(density, importance, cfg.model.n_hidden, steps + 20, cfg.train.batch_size,
+                    on_step=mark)  # fmt: skip
+    return steps / (marks[1] - marks[0])
 
 
 def our_rate(cfg: RunConfig, steps: int) -> float:
