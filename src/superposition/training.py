@@ -30,7 +30,15 @@ from superposition.losses import Loss, get_loss
 from superposition.models import ToyModel
 from superposition.results import Run
 from superposition.rng import derive_seed
-from superposition.steps import Instances, Sampler, Step, StepSpec, get_source, plan_steps
+from superposition.steps import (
+    EVAL_BATCH,
+    Instances,
+    Sampler,
+    Step,
+    StepSpec,
+    get_source,
+    plan_steps,
+)
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -342,8 +350,6 @@ def chunk_size(config: RunConfig, device: torch.device, instances: int | None = 
 
 # --------------------------------------------------------------------------------------------------
 # the toy-model trainer
-
-EVAL_BATCH = 4096
 
 
 @dataclass
