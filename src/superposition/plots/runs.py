@@ -421,6 +421,17 @@ def group_axis(run: Run, instances: Sequence[Panel]) -> GroupAxis:
                      [p.label for p in instances])
 
 
+def fraction_lines(ax: Axes) -> None:
+    """The feature dimensionalities the paper names (Section 4, "Feature Dimensionality") as dashed
+    lines across ``ax``, each labelled with its polytope on the right."""
+    right = ax.get_yaxis_transform()  # x in axes units, y in data units
+    for value, label, polytope in FRACTIONS:
+        ax.axhline(value, color="0.75", lw=0.7, ls="--", zorder=0)
+        # 2/5 and 3/8 are close: one label above its line, the other below
+        va = {2 / 5: "bottom", 3 / 8: "top"}.get(value, "center")
+        ax.text(1.01, value, f"{label} {polytope}", transform=right, va=va, fontsize=8)
+
+
 def dimensionality(run: Run) -> Figure:
     """Every represented feature's dimensionality ``D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2``
     against the group axis (:func:`group_axis`), coloured by feature index, with the fractions the
@@ -434,12 +445,7 @@ def dimensionality(run: Run) -> Figure:
     dpf = geometry.dimensions_per_feature(W).numpy()
     axis = group_axis(run, items)
     fig, ax = plt.subplots(figsize=(8.0, 4.6))
-    right = ax.get_yaxis_transform()  # x in axes units, y in data units
-    for value, label, polytope in FRACTIONS:
-        ax.axhline(value, color="0.75", lw=0.7, ls="--", zorder=0)
-        # 2/5 and 3/8 are close: one label above its line, the other below
-        va = {2 / 5: "bottom", 3 / 8: "top"}.get(value, "center")
-        ax.text(1.01, value, f"{label} {polytope}", transform=right, va=va, fontsize=8)
+    fraction_lines(ax)
     n = cfg.data.n_features
     cmap, colour = FEATURE_CMAP, Normalize(0, max(n - 1, 1))
     rng = np.random.default_rng(0)

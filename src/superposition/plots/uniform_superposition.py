@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from superposition.experiments.uniform_superposition import FRACTIONS, RUN, Measures, measures
+from superposition.plots.runs import fraction_lines
 from superposition.results import Run
 
 
@@ -57,12 +58,7 @@ def feature_dimensionality(run: Run) -> Figure:
     meas = measures(run)
     xs, ys = _points(meas)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    right = ax.get_yaxis_transform()  # x in axes units, y in data units
-    for value, label, polytope in FRACTIONS:
-        ax.axhline(value, color="0.75", lw=0.7, ls="--", zorder=0)
-        # 2/5 and 3/8 are close: one label above its line, the other below
-        va = {2 / 5: "bottom", 3 / 8: "top"}.get(value, "center")
-        ax.text(1.01, value, f"{label} {polytope}", transform=right, va=va, fontsize=8)
+    fraction_lines(ax)
     jitter = np.exp(np.random.default_rng(0).uniform(-0.04, 0.04, xs.shape))
     ax.scatter(xs * jitter, ys, s=10, alpha=0.45, color="C0", lw=0, label="$D_i$ of a feature")
     ax.plot(meas.x, meas.dpf, "-", color="k", lw=1, label="$m / \\|W\\|_F^2$")

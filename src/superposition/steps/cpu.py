@@ -71,7 +71,7 @@ class _CpuStep(Step):
             model,
             grads,
             spec.config.train.batch_size,
-            spec.instances.stream_keys("data-stream"),
+            self.source.keys,  # the instances' data streams, derived once by the source
             scale=scale,
         )
 
