@@ -359,8 +359,8 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
 
     calls = []
 
-    def fake(name, out, *, quick, force, progress):  # type: ignore[no-untyped-def]
-        calls.append((name, out, quick, force, progress))
+    def fake(name, out, *, quick, force, progress, workers):  # type: ignore[no-untyped-def]
+        calls.append((name, out, quick, force, progress, workers))
         return out / name, [Claim("Introduction", "a claim", "measured 1", True)]
 
     monkeypatch.setattr(reproduce, "reproduce", fake)
@@ -368,6 +368,20 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
         capsys, "reproduce", "intro", "--out", str(tmp_path), "--quick", "--force", "--no-progress"
     )
     assert code == 0, err
-    assert calls == [("intro", tmp_path, True, True, False)]
     assert "[holds] Introduction: a claim" in out
     assert str(tmp_path / "intro") in out
+    code, out, err = run_cli(capsys, "reproduce", "intro", "--out", str(tmp_path), "--workers", "2")
+    assert code == 0, err
+    assert calls == [
+        ("intro", tmp_path, True, True, False, None),
+        ("intro", tmp_path, False, False, None, 2),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_reproduce_refuses_a_bad_worker_count(tmp_path, capsys, bad):
+    code, _, err = run_cli(
+        capsys, "reproduce", "intro", "--out", str(tmp_path / "o"), "--workers", bad
+    )
+    assert_refused(code, err, f"--workers: must be a whole number >= 1, got '{bad}'")
+    assert not (tmp_path / "o").exists()
