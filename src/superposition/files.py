@@ -276,10 +276,10 @@ def read_json(path: PathLike) -> Any:
             raise RunDirError(
                 f"{file} is {size} bytes long; JSON of at most {MAX_JSON_BYTES} bytes is read"
             )
-        data = file.read_bytes()
-    except OSError as exc:
+        text = file.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
-    return parse_json(data, str(file))
+    return parse_json(text, str(file))
 
 
 def fsync_file(path: PathLike) -> None:

@@ -191,8 +191,8 @@ def check_stored_sizes(raw: Any, weights: Path, name: str) -> None:
         value = section.get(key) if isinstance(section, dict) else None
         if isinstance(value, int) and not isinstance(value, bool) and value != shape[axis]:
             raise RunDirError(
-                f"{weights} has {name} of shape {list(shape)} [inst, feat, hidden] but "
-                f"{weights.parent / CONFIG_FILE} says {key}={value}"
+                f"{weights} has {name} of shape {list(shape)} but {CONFIG_FILE} says "
+                f"{key}={value} (axes [inst, feat, hidden])"
             )
 
 
