@@ -4,10 +4,10 @@ headless Chromium.
 The server runs in-process on a free port. Over plain HTTP: the status, training a 5-in-2 model
 and saving it as a loadable run directory, figures that change while a longer training runs, a
 second training refused while one runs, stopping, the time limit, and bad input (bad and
-non-numeric values, bounds, malformed or hostile JSON, foreign hosts, too many connections, clients
-that send slowly) answered with a message and nothing written. In the browser: set the form, train, see the figures drawn, save,
-stop a long training, and get a message on the page for a bad value (screenshot:
-test-artifacts/explore.png).
+non-numeric values, bounds, malformed or hostile JSON, foreign hosts, too many connections,
+clients that send slowly) answered with a message and nothing written. In the browser: set the
+form, train, see the figures drawn, save, stop a long training, and get a message on the page for
+a bad value (screenshot: test-artifacts/explore.png).
 """
 
 import contextlib

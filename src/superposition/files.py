@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superposition.errors import RunDirError
+from superposition.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:
     import torch
@@ -280,6 +280,63 @@ def read_json(path: PathLike) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
     return parse_json(text, str(file))
+
+
+MAX_TOML_BYTES = 16 * 2**20
+"""The largest TOML file read (config and sweep files are a few lines)."""
+_TOML_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*')
+
+
+def read_toml(path: PathLike, what: str = "config file") -> dict[str, Any]:
+    """The tables of the TOML file ``path``; :class:`~superposition.errors.ConfigError`, one
+    sentence naming ``what`` and the file, if it is missing, unreadable, too large, nested
+    deeper than :data:`MAX_JSON_DEPTH`, holds a number of more than :data:`MAX_JSON_DIGITS`
+    characters or is not valid TOML."""
+    import tomllib
+
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{what} {file} is over {MAX_TOML_BYTES} bytes long")
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {file} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {file} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {file} cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {file} is not UTF-8 text") from None
+    depth = _json_depth(_TOML_STRING.sub("", text))  # brackets outside strings and comments
+    if depth > MAX_JSON_DEPTH:
+        raise ConfigError(
+            f"{what} {file} nests arrays and tables {depth} deep; at most {MAX_JSON_DEPTH} is read"
+        )
+    try:
+        raw = tomllib.loads(text, parse_float=lambda t: _number(t, float, f"{what} {file}"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {file} is not valid TOML ({exc})") from None
+    except ConfigError:  # a float out of range, from _number
+        raise
+    except (ValueError, RecursionError):  # an integer too long for int(), nesting in strings
+        raise ConfigError(
+            f"{what} {file} holds a number of more than {MAX_JSON_DIGITS} characters or "
+            f"nests too deeply"
+        ) from None
+    _check_toml_ints(raw, f"{what} {file}")
+    return raw
+
+
+def _check_toml_ints(value: Any, source: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if len(str(abs(value))) > MAX_JSON_DIGITS:
+            raise ConfigError(f"{source} has an integer of more than {MAX_JSON_DIGITS} digits")
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_toml_ints(v, source)
+    elif isinstance(value, list):
+        for v in value:
+            _check_toml_ints(v, source)
 
 
 def fsync_file(path: PathLike) -> None:
