@@ -20,7 +20,6 @@ An experiment module (``superposition.experiments.NAME``) provides ``NAME``, ``T
 import contextlib
 import datetime
 import importlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,12 +253,18 @@ def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
     meta_file = path / EXPERIMENT_FILE
     if not meta_file.is_file():
         raise RunDirError(f"{path} is not an experiment folder: it has no {EXPERIMENT_FILE}")
+    meta = files.read_json(meta_file)
     try:
-        meta = json.loads(meta_file.read_text())
         names = [str(n) for n in meta["runs"]]
         exp = get(str(meta["name"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{meta_file} is not a valid experiment description ({exc})") from None
+    for n in names:  # runs live in runs/: a path elsewhere is never followed
+        if not files.is_plain_name(n):
+            raise RunDirError(
+                f"{meta_file} lists the run {n!r}; run names must be plain folder names inside "
+                f"{path / 'runs'}"
+            )
     return exp, {n: load_run(path / "runs" / n) for n in names}
 
 

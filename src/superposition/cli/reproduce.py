@@ -49,7 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=workers_count,
         default=None,
         metavar="N",
         help="Processes that train runs side by side, one thread each (default: one per CPU "
@@ -58,14 +57,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_progress(p)
 
 
-def workers_count(text: str) -> int:
-    """``--workers``: a whole number of at least 1."""
+def workers_count(text: str | None) -> int | None:
+    """``--workers``: a whole number of at least 1 (``None`` when not given)."""
+    if text is None:
+        return None
     try:
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+        n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+        raise ConfigError(f"--workers must be a whole number >= 1, got {text!r}")
     return n
 
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick,
             force=args.force,
             progress=progress(args),
-            workers=args.workers,
+            workers=workers_count(args.workers),
         )
     except KeyboardInterrupt:
         print_interrupted()
@@ -152,7 +153,7 @@ def run_all(args: argparse.Namespace) -> int:
             quick=args.quick,
             force=args.force,
             progress=progress(args),
-            workers=args.workers,
+            workers=workers_count(args.workers),
             on_done=on_done,
         )
     except KeyboardInterrupt:
