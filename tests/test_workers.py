@@ -38,7 +38,7 @@ def die() -> None:
 
 def write_or_sleep(kind: str, path: str) -> None:
     if kind == "sleep":
-        time.sleep(30)
+        time.sleep(300)
     Path(path).write_text(kind)
 
 
@@ -68,8 +68,9 @@ def test_other_errors_carry_the_workers_traceback() -> None:
 
 
 def test_an_interrupt_stops_the_workers_at_once(tmp_path: Path) -> None:
-    """The first job's completion raises KeyboardInterrupt here: the other worker, 30 s into
-    its sleep, is terminated rather than waited for, and never writes its file."""
+    """The first job's completion raises KeyboardInterrupt here: the other worker, in a 300 s
+    sleep, is terminated rather than waited for, and never writes its file. (The bound leaves
+    room for starting two Python processes on a loaded machine.)"""
 
     def interrupt(k: int) -> None:
         raise KeyboardInterrupt
@@ -82,7 +83,7 @@ def test_an_interrupt_stops_the_workers_at_once(tmp_path: Path) -> None:
             workers=2,
             on_done=interrupt,
         )
-    assert time.perf_counter() - started < 20
+    assert time.perf_counter() - started < 150
     time.sleep(0.5)
     assert (tmp_path / "now.txt").read_text() == "write"
     assert not (tmp_path / "late.txt").exists()
