@@ -143,3 +143,41 @@ def test_an_interrupted_reproduce_keeps_finished_experiments_and_leaves_nothing_
     assert len(announced) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == announced
     assert (tmp_path / announced[0] / "experiment.json").is_file()
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A parent killed by SIGKILL cannot stop its workers; they notice and exit by themselves
+    instead of training on for a command that has ended."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from superposition.workers import run_jobs\n"
+        "run_jobs('test_workers:write_or_sleep', [('sleep', sys.argv[2])], workers=1)\n"
+    )
+    late = tmp_path / "late.txt"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(Path(__file__).parent), str(late)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    children: list[str] = []
+    while time.time() < deadline and not children:  # wait for the worker to start
+        time.sleep(0.5)
+        out = subprocess.run(
+            ["pgrep", "-P", str(parent.pid), "-f", "spawn_main"], capture_output=True, text=True
+        )
+        children = out.stdout.split()
+    assert children, "the worker did not start"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.2)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()]
+    for c in alive:
+        os.kill(int(c), signal.SIGKILL)
+    assert not alive, "a worker outlived its killed parent"
+    assert not late.exists()

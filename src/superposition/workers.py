@@ -17,6 +17,8 @@ import os
 import queue
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,7 +61,9 @@ def run_jobs(
     for k, args in enumerate(jobs):
         tasks.put((k, tuple(args)))
     procs = [
-        ctx.Process(target=_work, args=(function, tasks, results, threads), daemon=True)
+        ctx.Process(
+            target=_work, args=(function, tasks, results, threads, os.getpid()), daemon=True
+        )
         for _ in range(min(workers, len(jobs)))
     ]
     for _ in procs:
@@ -101,8 +105,9 @@ def _check_alive(procs: Sequence[Any]) -> None:
         raise RuntimeError("every worker process ended with jobs unfinished")
 
 
-def _work(function: str, tasks: Any, results: Any, threads: int) -> None:
+def _work(function: str, tasks: Any, results: Any, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
+    _exit_with_parent(parent)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     module, _, name = function.partition(":")
@@ -116,6 +121,19 @@ def _work(function: str, tasks: Any, results: Any, threads: int) -> None:
             results.put((k, type(exc).__name__, str(exc), traceback.format_exc()))
         else:
             results.put((k, None, "", ""))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when its parent (pid ``parent``, passed in: the parent may already be gone
+    when this starts) is gone, killed without a chance to stop its workers: nothing should go on
+    training, or writing into folders, for a command that has ended."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_POLL_SECONDS * 5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _limit_threads(threads: int) -> None:
