@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from superposition.cli.common import EXIT_OK, Command
+from superposition.files import check_destination
 
 HELP = "Draw the figures of a run directory or a sweep folder as PNG and SVG."
 DESCRIPTION = (
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_out(out)
+    check_destination(out)
     written = draw(Path(args.folder), out)
     for path in written:
         print(path)

@@ -15,6 +15,7 @@ from superposition.cli.common import (
     progress,
 )
 from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Reproduce one of the paper's experiments: train, save, draw figures, check claims."
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"unknown experiment {args.name!r}; known experiments: {', '.join(experiment_names())}"
         )
+    check_destination(Path(args.out) / args.name)
     try:
         target, claims = reproduce.reproduce(
             args.name,
@@ -89,6 +91,7 @@ def run_all(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
+    check_destination(out)
     report.load_plotly_js()  # the report needs plotly: say so before training, not after
     available, skipped = [], []
     for name in experiment_names():
