@@ -68,7 +68,7 @@ def is_finite_number(value: Any) -> bool:
         return False
 
 
-def check_finite(name: str, value: float) -> None:
+def check_finite(name: str, value: Any) -> None:
     """Refuse anything but a finite int or float (bools included)."""
     if not is_finite_number(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")

@@ -19,10 +19,12 @@ imports no torch: the safetensors helpers import it when they are called.
 """
 
 import contextlib
+import errno
 import glob
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping
@@ -110,6 +112,29 @@ def remove_stale_files(path: Path) -> None:
             p.unlink(missing_ok=True)
 
 
+STALE_NAME = re.compile(r"^\..+\.(?:tmp|old)-(\d+)-[0-9a-f]+")
+"""A temporary name of :func:`atomic_folder` or :func:`atomic_file`; group 1 is the writer's pid."""
+
+
+def remove_stale_in(folder: Path) -> None:
+    """Remove every temporary file or folder in ``folder`` left by writers that died (when an
+    interrupted sweep resumes, for instance: its finished parts are not written again, so their
+    own writes would never clean up after the dead ones)."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        match = STALE_NAME.match(p.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def _sibling(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
@@ -177,11 +202,12 @@ def _nearest_existing(path: Path, where: str) -> Path:
         try:
             os.stat(path)
             return path
-        except FileNotFoundError:
-            pass
-        except NotADirectoryError:
-            pass  # an ancestor is a file: the loop reaches it
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not there yet, or an ancestor is a file: the loop reaches it
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                path = path.parent  # the name check below says which name
+                continue
             raise ConfigError(
                 f"{where} cannot be written: {path} cannot be read ({exc.strerror})"
             ) from None

@@ -30,11 +30,11 @@ def check_out(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superposition.plots import draw
-
     out = Path(args.out)
-    check_out(out)
     check_destination(out)
+    check_out(out)
+
+    from superposition.plots import draw  # matplotlib: only once the destination is known good
     written = draw(Path(args.folder), out)
     for path in written:
         print(path)

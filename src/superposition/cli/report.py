@@ -39,12 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from superposition import report
 
     out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.is_file() and not args.force:
-            raise ConfigError(f"--out {out} already exists; pass --force to replace it")
-        check_destination(out)
-    else:
-        check_destination(Path(args.dir) / report.REPORT_FILE)
+    check_destination(out if out is not None else Path(args.dir) / report.REPORT_FILE)
+    if out is not None and out.is_file() and not args.force:
+        raise ConfigError(f"--out {out} already exists; pass --force to replace it")
     info = report.write_report(Path(args.dir), out=out, redraw=not args.no_redraw)
     for sec in info.sections:
         if sec.status == "ok":

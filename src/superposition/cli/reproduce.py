@@ -59,6 +59,8 @@ def print_claims(claims: Sequence[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_destination(args.out)  # before any work, for one experiment and --all alike
+
     from superposition import reproduce
 
     if args.all:
@@ -67,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"unknown experiment {args.name!r}; known experiments: {', '.join(experiment_names())}"
         )
-    check_destination(Path(args.out) / args.name)
     try:
         target, claims = reproduce.reproduce(
             args.name,
@@ -91,7 +92,6 @@ def run_all(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
-    check_destination(out)
     report.load_plotly_js()  # the report needs plotly: say so before training, not after
     available, skipped = [], []
     for name in experiment_names():

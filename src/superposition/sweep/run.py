@@ -20,6 +20,7 @@ from superposition.config import RunConfig
 from superposition.errors import ConfigError
 from superposition.results import Run
 from superposition.sweep.folder import (
+    POINTS_DIR,
     TABLE_FILE,
     SweepResult,
     build_table,
@@ -232,6 +233,9 @@ def run_sweep(
     started = time.perf_counter()
     root = Path(out)
     resumed = check_folder(root, sweep, force=force)
+    if resumed:  # what a killed run was writing when it died
+        files.remove_stale_in(root)
+        files.remove_stale_in(root / POINTS_DIR)
     done = set(done_points(root, sweep)) if resumed else set()
     todo = [i for i in range(sweep.n_points) if i not in done]
     chunks: list[Chunk] = []
