@@ -24,12 +24,14 @@ SCHEMA_VERSION = 1
 
 MAX_INSTANCES = 100_000
 """The most instances one run (or one SAE training) may hold: each is set up, evaluated and
-summarised on its own on the host (about 1.5 ms each on a 2-core CPU, before any training), so
-more would take many minutes before the first step; split larger work into several runs or a
-sweep."""
+summarised on its own on the host (about 1.6 ms of CPU each on a 2-core machine, before any
+training step), so more would take many minutes before the first step; split larger work into
+several runs or a sweep."""
 MAX_EVAL_SAMPLES = 10_000_000
 """The most held-out samples per instance (``eval_samples``): as many as 10,000 steps of batch
 1,000 draw, so the evaluation never takes longer than a long training."""
+INSTANCES_WHY = "each instance is set up and evaluated on its own on the host"
+EVAL_WHY = "the held-out evaluation must not outlast a long training"
 
 ModelKind = Literal["linear", "relu", "privileged", "abs"]
 Optimizer = Literal["adamw", "adam"]
@@ -49,9 +51,6 @@ def field_docs(cls: type) -> dict[str, str]:
     """Map each field of a config class to its one-line documentation."""
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
-
-INSTANCES_WHY = "each instance is set up and evaluated on its own on the host"
-EVAL_WHY = "the held-out evaluation must not outlast a long training"
 
 # --------------------------------------------------------------------------------------------------
 # validation helpers: each raises ConfigError with one sentence naming the value and what is allowed

@@ -347,7 +347,7 @@ def gib(n_bytes: int | float) -> str:
     try:
         return f"{n_bytes / 2**30:.3g} GiB"
     except OverflowError:
-        return f"10^{len(str(int(n_bytes) // 2**30)) - 1} GiB"
+        return f"10^{int((int(n_bytes).bit_length() - 31) * math.log10(2))} GiB"
 
 
 def describe_budget(budget_gb: float | None, device: torch.device) -> str:

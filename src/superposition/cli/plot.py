@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_out(out)
 
     from superposition.plots import draw  # matplotlib: only once the destination is known good
+
     written = draw(Path(args.folder), out)
     for path in written:
         print(path)
