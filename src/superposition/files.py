@@ -166,7 +166,8 @@ def check_destination(path: PathLike, *, flag: str = "--out") -> None:
     created (read-only, not ours, or a virtual filesystem such as /proc). The folder is tried by
     making and removing a hidden empty folder in it; nothing else is written."""
     target = Path(os.path.abspath(path))
-    where = f"{flag} {path}"
+    text = str(path)
+    where = f"{flag} {text if len(text) <= 160 else text[:80] + '...' + text[-40:]}"
     existing = _nearest_existing(target.parent, where)
     if not existing.is_dir():
         raise ConfigError(f"{where} cannot be written: {existing} is a file, not a folder")
