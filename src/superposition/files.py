@@ -10,7 +10,10 @@ disk) never leaves something that looks complete but is not:
   :func:`atomic_folder` renames into place whole, a second rename per file would only cost time
   (an fsync of the folder each), so there they write in place and fsync the file.
 - :func:`read_json` and :func:`read_safetensors` raise :class:`~superposition.errors.RunDirError`
-  naming the file when it cannot be read or parsed.
+  naming the file when it cannot be read or parsed. JSON is read by :func:`parse_json`, the one
+  JSON reader of the package: it bounds the text's size, its nesting depth and the digits of its
+  numbers, and refuses numbers too large for a float, so a corrupt or hostile file is one clear
+  error rather than a crash or a long wait.
 - :func:`check_destination` refuses, before any work, a destination that cannot be written.
 
 Temporary names start with a dot and hold ``.tmp-<pid>-<random>``; a later :func:`atomic_folder`
@@ -133,6 +136,18 @@ def remove_stale_in(folder: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder and nothing else: not empty, no separator,
+    not ``.`` or ``..``, no NUL, and not hidden (temporary names start with a dot)."""
+    return (
+        bool(name)
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
 
 
 def _sibling(target: Path, kind: str) -> Path:
@@ -304,20 +319,154 @@ def write_json(
     write_text(path, json_text(obj, compact_values=compact_values), atomic=atomic)
 
 
-def read_json(path: PathLike) -> Any:
-    """The JSON value in ``path``; :class:`RunDirError` naming the file if it cannot be read or
-    is not valid JSON."""
-    file = Path(path)
+MAX_JSON_BYTES = 256 * 2**20
+"""The largest JSON text read (a sweep's metrics of many instances stay far below)."""
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects read (the package writes at most a few levels)."""
+MAX_JSON_DIGITS = 100
+"""The most characters in one number (a float64 needs at most 25)."""
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    """The JSON value in ``text``, read from ``source`` (named in errors).
+
+    Refused with :class:`RunDirError`, one sentence naming ``source``: text over
+    :data:`MAX_JSON_BYTES`, nesting deeper than :data:`MAX_JSON_DEPTH`, a number of more than
+    :data:`MAX_JSON_DIGITS` characters or out of a float's range, NaN and infinities (never
+    written by this package), text that is not UTF-8 or not JSON.
+    """
+    if len(text) > MAX_JSON_BYTES:
+        raise RunDirError(
+            f"{source} is {len(text)} bytes long; JSON of at most {MAX_JSON_BYTES} bytes is read"
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RunDirError(f"{source} is not UTF-8 text") from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise RunDirError(
+            f"{source} nests arrays and objects {depth} deep; at most {MAX_JSON_DEPTH} is read"
+        )
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
-    try:
-        return json.loads(text)
+        return json.loads(
+            text,
+            parse_int=lambda t: _number(t, int, source),
+            parse_float=lambda t: _number(t, float, source),
+            parse_constant=lambda t: _refuse_constant(t, source),
+        )
     except json.JSONDecodeError as exc:
         raise RunDirError(
-            f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:  # pragma: no cover - _json_depth refuses deep nesting first
+        raise RunDirError(f"{source} nests arrays and objects too deeply") from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets in ``text`` outside strings (without parsing it)."""
+    depth = deepest = 0
+    for m in _JSON_BRACKETS.finditer(_JSON_STRING.sub('""', text)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _number(text: str, kind: type[int] | type[float], source: str) -> int | float:
+    if len(text) > MAX_JSON_DIGITS:
+        raise RunDirError(
+            f"{source} has a number of {len(text)} characters ({text[:12]}...); at most "
+            f"{MAX_JSON_DIGITS} are read"
+        )
+    value = kind(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RunDirError(f"{source} has the number {text}, too large for a float")
+    return value
+
+
+def _refuse_constant(text: str, source: str) -> Any:
+    raise RunDirError(f"{source} has {text}, which is not a JSON number")
+
+
+def read_json(path: PathLike) -> Any:
+    """The JSON value in ``path`` (read by :func:`parse_json`); :class:`RunDirError` naming the
+    file if it cannot be read, is too large or is not valid JSON."""
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise RunDirError(
+                f"{file} is {size} bytes long; JSON of at most {MAX_JSON_BYTES} bytes is read"
+            )
+        text = file.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
+    return parse_json(text, str(file))
+
+
+MAX_TOML_BYTES = 16 * 2**20
+"""The largest TOML file read (config and sweep files are a few lines)."""
+_TOML_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*')
+
+
+def read_toml(path: PathLike, what: str = "config file") -> dict[str, Any]:
+    """The tables of the TOML file ``path``; :class:`~superposition.errors.ConfigError`, one
+    sentence naming ``what`` and the file, if it is missing, unreadable, too large, nested
+    deeper than :data:`MAX_JSON_DEPTH`, holds a number of more than :data:`MAX_JSON_DIGITS`
+    characters or is not valid TOML."""
+    import tomllib
+
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{what} {file} is over {MAX_TOML_BYTES} bytes long")
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {file} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {file} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {file} cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {file} is not UTF-8 text") from None
+    depth = _json_depth(_TOML_STRING.sub("", text))  # brackets outside strings and comments
+    if depth > MAX_JSON_DEPTH:
+        raise ConfigError(
+            f"{what} {file} nests arrays and tables {depth} deep; at most {MAX_JSON_DEPTH} is read"
+        )
+    try:
+        raw = tomllib.loads(text, parse_float=lambda t: _number(t, float, f"{what} {file}"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {file} is not valid TOML ({exc})") from None
+    except ConfigError:  # a float out of range, from _number
+        raise
+    except (ValueError, RecursionError):  # an integer too long for int(), nesting in strings
+        raise ConfigError(
+            f"{what} {file} holds a number of more than {MAX_JSON_DIGITS} characters or "
+            f"nests too deeply"
+        ) from None
+    _check_toml_ints(raw, f"{what} {file}")
+    return raw
+
+
+def _check_toml_ints(value: Any, source: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if len(str(abs(value))) > MAX_JSON_DIGITS:
+            raise ConfigError(f"{source} has an integer of more than {MAX_JSON_DIGITS} digits")
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_toml_ints(v, source)
+    elif isinstance(value, list):
+        for v in value:
+            _check_toml_ints(v, source)
 
 
 def fsync_file(path: PathLike) -> None:
@@ -385,6 +534,37 @@ def read_safetensors(path: PathLike) -> dict[str, "torch.Tensor"]:
         raise RunDirError(
             f"{path} is corrupt or not a safetensors file ({_first_line(exc)[:120]})"
         ) from None
+
+
+def safetensors_shapes(path: PathLike) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in the safetensors file ``path``, read from its header alone
+    (nothing is allocated for the data), so that a loader can compare them with a config before
+    reading the tensors; :class:`RunDirError` naming the file if the header is corrupt."""
+    file = Path(path)
+    try:
+        with open(file, "rb") as f:
+            head = f.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < size <= min(MAX_JSON_BYTES, file.stat().st_size - 8):
+                raise RunDirError(f"{file} is corrupt or not a safetensors file (bad header)")
+            header = parse_json(f.read(size), f"the header of {file}")
+    except OSError as exc:
+        raise RunDirError(f"{file} cannot be read ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise RunDirError(f"{file} is corrupt or not a safetensors file (bad header)")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise RunDirError(
+                f"{file} is corrupt or not a safetensors file (bad shape of {name!r})"
+            )
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def _first_line(exc: BaseException) -> str:

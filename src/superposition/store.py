@@ -102,6 +102,7 @@ def load_run(path: PathLike) -> Run:
     if missing:
         raise RunDirError(f"{root} is not a complete run directory: missing {', '.join(missing)}")
     raw = read_config_json(root)
+    check_stored_sizes(raw, root / WEIGHTS_FILE, "W")
     config = config_from_json(raw, root)
     info = raw.get("info", {})
     if not isinstance(info, dict):
@@ -148,6 +149,12 @@ def read_config_json(path: PathLike) -> dict[str, Any]:
     raw = files.read_json(file)
     if not isinstance(raw, dict):
         raise RunDirError(f"{file} must hold a JSON object, got {type(raw).__name__}")
+    if raw.get("kind") == "sae":  # superposition.sae.store's KIND (a layer above this one)
+        raise RunDirError(
+            f"{root} is an SAE directory written by `superposition sae`, not a toy-model run; "
+            "read it in Python with superposition.sae.load_sae, and give this command the run "
+            "the SAEs were trained on"
+        )
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
         raise RunDirError(
@@ -162,6 +169,31 @@ def read_config_json(path: PathLike) -> dict[str, Any]:
             f"schema_version {SCHEMA_VERSION} only"
         )
     return raw
+
+
+def check_stored_sizes(raw: Any, weights: Path, name: str) -> None:
+    """Refuse a raw ``config.json`` whose n_features or n_hidden disagree with the shape of the
+    tensor ``name`` ([inst, feat, hidden]) in the safetensors file ``weights``.
+
+    Only the file's header is read, and this runs before the config is built: a corrupt size in
+    ``config.json`` (say n_features = 10**9) is refused before anything of that size is
+    allocated. A missing tensor is left to the full check that follows.
+    """
+    shape = files.safetensors_shapes(weights).get(name)
+    if shape is None or not isinstance(raw, dict):
+        return
+    if len(shape) != 3:
+        raise RunDirError(
+            f"{weights} has {name} of shape {list(shape)}; it must be [inst, feat, hidden]"
+        )
+    data, model = raw.get("data"), raw.get("model")
+    for section, key, axis in ((data, "n_features", 1), (model, "n_hidden", 2)):
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value != shape[axis]:
+            raise RunDirError(
+                f"{weights} has {name} of shape {list(shape)} but {CONFIG_FILE} says "
+                f"{key}={value} (axes [inst, feat, hidden])"
+            )
 
 
 def figures_dir(run_dir: PathLike) -> Path:
@@ -213,7 +245,8 @@ def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-_AXES = {3: "(instances, n_features, n_hidden)", 2: "(instances, n_features)"}
+PARAM_AXES = {"W": "[inst, feat, hidden]", "W_dec": "[inst, feat, hidden]", "b": "[inst, feat]"}
+"""The axes of each parameter, as error messages name them."""
 
 
 def snapshot_steps(config: RunConfig) -> list[int]:
@@ -278,17 +311,22 @@ def _check_run(run: Run) -> None:
     for name, shape in expected_shapes(cfg).items():
         if name not in run.params:
             raise RunDirError(f"the run has no {name} but its config ({cfg.model.kind}) needs one")
-        _compare_shape(f"the run has {name}", run.params[name], shape, "its config")
+        _compare_shape(
+            f"the run has {name}", run.params[name], shape, "its config", PARAM_AXES[name]
+        )
     extra = sorted(set(run.params) - set(expected_shapes(cfg)))
     if extra:
         raise RunDirError(f"the run has unexpected parameter {extra[0]!r} for its config")
-    _compare_shape("the run has loss", run.loss, (cfg.n_instances,), "its config")
+    _compare_shape("the run has loss", run.loss, (cfg.n_instances,), "its config", "[inst]")
     steps = snapshot_steps(cfg)
     for name, snap in run.snapshots.items():
         if name not in run.params:
             raise RunDirError(f"the run has snapshots of unknown parameter {name!r}")
         shape = (len(steps), *run.params[name].shape)
-        _compare_shape(f"the run has snapshots of {name}", snap, shape, "its config")
+        _compare_shape(
+            f"the run has snapshots of {name}", snap, shape, "its config",
+            "[snap, " + PARAM_AXES[name][1:],
+        )  # fmt: skip
 
 
 def _write_contents(run: Run, tmp: Path) -> None:
@@ -343,9 +381,10 @@ def config_from_json(raw: dict[str, Any], root: Path) -> RunConfig:
         raise RunDirError(str(exc)) from None
 
 
-def _compare_shape(what: str, t: torch.Tensor, shape: tuple[int, ...], source: str) -> None:
+def _compare_shape(
+    what: str, t: torch.Tensor, shape: tuple[int, ...], source: str, axes: str = ""
+) -> None:
     if tuple(t.shape) != tuple(shape):
-        axes = _AXES.get(len(shape), "")
         raise RunDirError(
             f"{what} of shape {list(t.shape)} but {source} says {list(shape)}"
             + (f" {axes}" if axes else "")
@@ -364,7 +403,7 @@ def _split_weights(
                 f"{'tied' if config.model.is_tied else 'untied'} model needs"
             )
         _check_float(tensors[name], name, root / file)
-        _compare_shape(f"{file} has {name}", tensors[name], shape, CONFIG_FILE)
+        _compare_shape(f"{file} has {name}", tensors[name], shape, CONFIG_FILE, PARAM_AXES[name])
     params = {name: tensors[name] for name in shapes}
     snapshots: dict[str, torch.Tensor] = {}
     steps = None
@@ -396,6 +435,7 @@ def _split_weights(
                 t,
                 (len(want), *shapes[name]),
                 f"{CONFIG_FILE} (with {len(want)} snapshot steps)",
+                "[snap, " + PARAM_AXES[name][1:],
             )
     return params, snapshots
 
@@ -425,7 +465,8 @@ def _split_history(
         f"{HISTORY_FILE} has loss",
         loss,
         (steps.shape[0], config.n_instances),
-        f"its steps and {CONFIG_FILE} (log steps, instances)",
+        f"its steps and {CONFIG_FILE}",
+        "[log, inst]",
     )
     return steps, loss
 

@@ -598,16 +598,9 @@ def train_many(
     table = Instances.cat([Instances.of(c) for c in configs])
     size = chunk_size(template, device, len(table))
     started = time.perf_counter()
-    # chunks by the memory budget; within a chunk, runs of instances that share a step (each
-    # instance's cheapest, so its step never depends on what it is stacked with)
-    work: list[tuple[StepSpec, type[Step], range]] = []
+    work = _plan(configs, table, device, sampler, step)
+    loss = get_loss(template.train.loss)
     n_chunks = math.ceil(len(table) / size)
-    for start in range(0, len(table), size):
-        chunk = range(start, min(start + size, len(table)))
-        spec = _spec(template, table, chunk, device, loss, sampler)
-        for rows, step_cls in plan_steps(spec, step):
-            part = range(chunk.start + rows.start, chunk.start + rows.stop)
-            work.append((_spec(template, table, part, device, loss, sampler), step_cls, part))
     bar = progress_bar(template.train.steps * len(work), "training", progress)
     parts = [
         _train_chunk(spec, step_cls, rows, callbacks, hooks, bar)
@@ -656,6 +649,39 @@ def train_many(
             )
         )
     return runs
+
+
+def estimated_seconds(configs: Sequence[RunConfig], *, step: str = "auto") -> float:
+    """Estimated seconds that :func:`train_many` would take on ``configs``: each planned step's
+    cost model (:meth:`Step.cost`) times the steps, with no timing. Good for ordering work (the
+    longest first), not as a promise: the models were fitted on one machine. ``configs`` must be
+    able to share a training (see :func:`check`)."""
+    device = resolve_device(configs[0].train.device)
+    table = Instances.cat([Instances.of(c) for c in configs])
+    work = _plan(configs, table, device, None, step)
+    return configs[0].train.steps * sum(cls.cost(spec) for spec, cls, _ in work)
+
+
+def _plan(
+    configs: Sequence[RunConfig],
+    table: Instances,
+    device: torch.device,
+    sampler: Sampler | None,
+    step: str,
+) -> list[tuple[StepSpec, type[Step], range]]:
+    """Chunks by the memory budget; within a chunk, runs of instances that share a step (each
+    instance's cheapest, so its step never depends on what it is stacked with)."""
+    template = configs[0]
+    loss = get_loss(template.train.loss)
+    size = chunk_size(template, device, len(table))
+    work: list[tuple[StepSpec, type[Step], range]] = []
+    for start in range(0, len(table), size):
+        chunk = range(start, min(start + size, len(table)))
+        spec = _spec(template, table, chunk, device, loss, sampler)
+        for rows, step_cls in plan_steps(spec, step):
+            part = range(chunk.start + rows.start, chunk.start + rows.stop)
+            work.append((_spec(template, table, part, device, loss, sampler), step_cls, part))
+    return work
 
 
 def _spec(

@@ -11,7 +11,7 @@ Like :mod:`superposition.config`, every field documents itself (the command line
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, no_type_check
 
@@ -37,6 +37,29 @@ SAE_SCHEMA_VERSION = 1
 
 Architecture = Literal["relu_l1", "topk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+
+
+OPTION_ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "l1_coefficient": ("relu_l1", "jumprelu"),
+    "k": ("topk",),
+    "threshold_init": ("jumprelu",),
+    "bandwidth": ("jumprelu",),
+}
+"""The options that only some architectures use; given for another, they are refused (they would
+be ignored silently)."""
+
+
+def check_options_apply(given: Mapping[str, Any], *, spell: Callable[[str], str] = str) -> None:
+    """Refuse an option of ``given`` (the values a user set, by field name) that its
+    architecture (``given``'s, else the default ``relu_l1``) does not use; ``spell`` formats the
+    option's name as the user wrote it (e.g. as a flag)."""
+    architecture = given.get("architecture", "relu_l1")
+    for name, users in OPTION_ARCHITECTURES.items():
+        if name in given and architecture in ARCHITECTURES and architecture not in users:
+            raise ConfigError(
+                f"{spell(name)} applies to {' and '.join(users)} SAEs only, not to "
+                f"{architecture}; leave it out or choose another architecture"
+            )
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence

@@ -233,7 +233,7 @@ def parse_table(sweep: SweepConfig, text: str, *, source: str) -> list[dict[str,
                 elif c == "geometry":
                     row[c] = text_value
                 elif text_value.startswith("["):
-                    row[c] = tuple(float(v) for v in json.loads(text_value))
+                    row[c] = tuple(float(v) for v in files.parse_json(text_value, source))
                 else:
                     row[c] = float(text_value)
             rows.append(row)

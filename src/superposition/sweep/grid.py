@@ -368,18 +368,9 @@ class SweepConfig:
 
     @classmethod
     def from_toml(cls, path: PathLike) -> "SweepConfig":
-        import tomllib
+        from superposition.files import read_toml
 
-        try:
-            with open(path, "rb") as f:
-                raw = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"sweep file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"sweep file {path} cannot be read ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"sweep file {path} is not valid TOML ({exc})") from None
-        return cls.from_toml_dict(raw, source=str(path))
+        return cls.from_toml_dict(read_toml(path, "sweep file"), source=str(path))
 
     @property
     def sweep_id(self) -> str:
