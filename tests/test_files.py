@@ -84,8 +84,9 @@ def test_atomic_file_leaves_the_old_file_on_error(tmp_path: Path) -> None:
 
 
 def test_atomic_file_refuses_a_writer_that_wrote_nothing(tmp_path: Path) -> None:
-    with pytest.raises(RunDirError, match="nothing was written"), files.atomic_file(
-        tmp_path / "x.txt"
+    with (
+        pytest.raises(RunDirError, match="nothing was written"),
+        files.atomic_file(tmp_path / "x.txt"),
     ):
         pass
     assert list(tmp_path.iterdir()) == []
@@ -200,6 +201,23 @@ def test_importing_files_loads_no_torch() -> None:
     code = "import sys, superposition.files; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stale_temporary_files_go_but_a_live_writers_stay(tmp_path: Path) -> None:
+    target = tmp_path / "results.csv"
+    dead = tmp_path / ".results.tmp-999999999-0badc0de.csv"  # no such process
+    alive = tmp_path / f".results.tmp-{os.getppid()}-0badc0de.csv"  # our parent's
+    other = tmp_path / ".notes.tmp-999999999-0badc0de.csv"  # another file's: not ours to judge
+    for p in (dead, alive, other):
+        p.write_text("half")
+    files.write_text(target, "whole")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["results.csv", alive.name, other.name])
+    # a resumed sweep sweeps its whole folder: files and folders of dead writers, any name
+    (tmp_path / ".0003.tmp-999999999-0badc0de").mkdir()
+    (tmp_path / ".results.csv.tmp-999999999-0badc0de").write_text("half")
+    files.remove_stale_in(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.csv", alive.name])
 
 
 @pytest.mark.parametrize(

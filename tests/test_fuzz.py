@@ -8,11 +8,8 @@ case ends within :data:`CASE_SECONDS`. The explorer answers every body with a st
 The default suite runs a few examples per test (:envvar:`SUPERPOSITION_FUZZ_EXAMPLES`, default 5);
 ``scripts/fuzz.sh`` runs many more. Generated sizes stay tiny (a few features, a few steps), so a
 case that is accepted trains for well under a second; hypothesis keeps no example database.
-
-TEMPORARY RESTRICTION (for the lead, after merging the harden-cli branch): sizes far beyond the
-machine (``n_features`` of 10**9 and the like) are refused before allocation by that branch, not
-this one. Until it is merged, :data:`HUGE_SIZES` is False and the strategies below draw no huge
-size; set it to True to widen them.
+Some drawn sizes are far beyond the machine (``n_features`` of 10**9 and the like): those must be
+refused before anything is allocated, within the same time bound.
 """
 
 import contextlib
@@ -36,7 +33,7 @@ from superposition.store import save_run
 
 EXAMPLES = int(os.environ.get("SUPERPOSITION_FUZZ_EXAMPLES", "5"))
 CASE_SECONDS = 30.0
-HUGE_SIZES = False  # TEMPORARY RESTRICTION: see the module's docstring
+HUGE_SIZES = True  # draw sizes far beyond the machine too (they must be refused at once)
 
 SETTINGS = settings(
     max_examples=EXAMPLES,

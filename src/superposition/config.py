@@ -22,6 +22,17 @@ from superposition.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
+MAX_INSTANCES = 100_000
+"""The most instances one run (or one SAE training) may hold: each is set up, evaluated and
+summarised on its own on the host (about 1.6 ms of CPU each on a 2-core machine, before any
+training step), so more would take many minutes before the first step; split larger work into
+several runs or a sweep."""
+MAX_EVAL_SAMPLES = 10_000_000
+"""The most held-out samples per instance (``eval_samples``): as many as 10,000 steps of batch
+1,000 draw, so the evaluation never takes longer than a long training."""
+INSTANCES_WHY = "each instance is set up and evaluated on its own on the host"
+EVAL_WHY = "the held-out evaluation must not outlast a long training"
+
 ModelKind = Literal["linear", "relu", "privileged", "abs"]
 Optimizer = Literal["adamw", "adam"]
 Schedule = Literal["constant", "linear", "cosine"]
@@ -45,9 +56,20 @@ def field_docs(cls: type) -> dict[str, str]:
 # validation helpers: each raises ConfigError with one sentence naming the value and what is allowed
 
 
-def check_finite(name: str, value: float) -> None:
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float (not a bool) that a float can hold: finite, and for
+    an int not beyond the largest float (where ``math.isfinite`` would raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_finite(name: str, value: Any) -> None:
     """Refuse anything but a finite int or float (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
 
 
@@ -55,6 +77,13 @@ def check_int_at_least(name: str, value: Any, low: int) -> None:
     """Refuse anything but an integer >= ``low`` (bools included)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_int_at_most(name: str, value: int, high: int, why: str) -> None:
+    """Refuse an integer above ``high``, saying ``why`` that is the limit (call after
+    :func:`check_int_at_least`)."""
+    if value > high:
+        raise ConfigError(f"{name} must be at most {high:,} ({why}), got {value}")
 
 
 def check_in_range(
@@ -237,7 +266,9 @@ class DataConfig:
                 f"correlated and anticorrelated sets cover {used} features but n_features is {n}"
             )
         for d in self.density:
-            for i, p in enumerate(self.feature_densities(d)):
+            # without feature_density every feature has the density d, checked above (and
+            # n_features may be far too large to list: the memory check refuses it later)
+            for i, p in enumerate(self.feature_densities(d) if self.feature_density else ()):
                 if not 0 < p <= 1:
                     raise ConfigError(
                         f"feature {i} would have density {p:g} (density {d:g} x feature_density); "
@@ -367,6 +398,7 @@ class TrainConfig:
                 f"warmup_steps must be <= steps ({self.steps}), got {self.warmup_steps}"
             )
         check_int_at_least("instances", self.instances, 1)
+        check_int_at_most("instances", self.instances, MAX_INSTANCES, INSTANCES_WHY)
         check_int_at_least("seed", self.seed, 0)
         check_int_at_least("log_every", self.log_every, 1)
         for s in self.snapshot_steps:
@@ -374,6 +406,7 @@ class TrainConfig:
             if s > self.steps:
                 raise ConfigError(f"snapshot step {s} is after the last step ({self.steps})")
         check_int_at_least("eval_samples", self.eval_samples, 1)
+        check_int_at_most("eval_samples", self.eval_samples, MAX_EVAL_SAMPLES, EVAL_WHY)
         if not isinstance(self.device, str) or not (
             self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
         ):
@@ -397,6 +430,15 @@ class RunConfig:
         if self.model.kind == "abs" and self.data.signed is False:
             raise ConfigError(
                 "the 'abs' model computes |x| and needs signed inputs; drop signed=false"
+            )
+        if self.n_instances > MAX_INSTANCES:
+            data = self.data
+            raise ConfigError(
+                f"{len(data.density)} density x {len(data.importance_decay)} importance_decay x "
+                f"{len(data.relative_importance)} relative_importance value(s) x instances "
+                f"{self.train.instances} make {self.n_instances:,} instances, more than the "
+                f"{MAX_INSTANCES:,} one run may hold ({INSTANCES_WHY}); split them into several "
+                "runs or a sweep"
             )
 
     # ---- derived facts ------------------------------------------------------------------------

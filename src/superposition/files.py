@@ -14,13 +14,15 @@ disk) never leaves something that looks complete but is not:
   JSON reader of the package: it bounds the text's size, its nesting depth and the digits of its
   numbers, and refuses numbers too large for a float, so a corrupt or hostile file is one clear
   error rather than a crash or a long wait.
+- :func:`check_destination` refuses, before any work, a destination that cannot be written.
 
 Temporary names start with a dot and hold ``.tmp-<pid>-<random>``; a later :func:`atomic_folder`
-to the same place removes those of processes that are gone. This module imports no torch: the
-safetensors helpers import it when they are called.
+or :func:`atomic_file` to the same place removes those of processes that are gone. This module
+imports no torch: the safetensors helpers import it when they are called.
 """
 
 import contextlib
+import errno
 import glob
 import json
 import math
@@ -98,6 +100,44 @@ def remove_stale(target: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def remove_stale_files(path: Path) -> None:
+    """Remove the hidden temporary files of ``path`` (:func:`atomic_file`'s) left by writers that
+    died (those of a live process are kept)."""
+    prefix = f".{path.stem}.tmp-"
+    if not path.parent.is_dir():
+        return
+    for p in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        # this process's own are being written by another thread
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if p.is_file():
+            p.unlink(missing_ok=True)
+
+
+STALE_NAME = re.compile(r"^\..+\.(?:tmp|old)-(\d+)-[0-9a-f]+")
+"""A temporary name of :func:`atomic_folder` or :func:`atomic_file`; group 1 is the writer's pid."""
+
+
+def remove_stale_in(folder: Path) -> None:
+    """Remove every temporary file or folder in ``folder`` left by writers that died (when an
+    interrupted sweep resumes, for instance: its finished parts are not written again, so their
+    own writes would never clean up after the dead ones)."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        match = STALE_NAME.match(p.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def is_plain_name(name: str) -> bool:
     """Whether ``name`` names an entry of a folder and nothing else: not empty, no separator,
     not ``.`` or ``..``, no NUL, and not hidden (temporary names start with a dot)."""
@@ -125,6 +165,94 @@ def _alive(pid: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
+# destinations, checked before the work
+
+
+TEMPORARY_NAME_EXTRA = len(".") + len(".tmp-") + 10 + len("-") + 8
+"""Bytes a temporary sibling's name adds to the name it stands for (a dot, ``.tmp-``, a pid of up
+to ten digits, a dash and eight hex digits)."""
+
+
+def check_destination(path: PathLike, *, flag: str = "--out") -> None:
+    """Refuse, before any work, a destination that cannot be written, with one sentence naming it
+    (:class:`~superposition.errors.ConfigError`): a name longer than the filesystem allows
+    (the last one also leaves room for its temporary sibling), a path longer than the system
+    allows, a component that is a file, or a nearest existing folder in which nothing can be
+    created (read-only, not ours, or a virtual filesystem such as /proc). The folder is tried by
+    making and removing a hidden empty folder in it; nothing else is written."""
+    target = Path(os.path.abspath(path))
+    text = str(path)
+    where = f"{flag} {text if len(text) <= 160 else text[:80] + '...' + text[-40:]}"
+    existing = _nearest_existing(target.parent, where)
+    if not existing.is_dir():
+        raise ConfigError(f"{where} cannot be written: {existing} is a file, not a folder")
+    name_max = _pathconf(existing, "PC_NAME_MAX", 255)
+    new_names = target.relative_to(existing).parts
+    for i, name in enumerate(new_names):
+        allowed = name_max - (TEMPORARY_NAME_EXTRA if i == len(new_names) - 1 else 0)
+        size = len(os.fsencode(name))
+        if size > allowed:
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            room = " (less room for the temporary name written first)" if allowed < name_max else ""
+            raise ConfigError(
+                f"{where} cannot be written: the name {shown!r} is {size} bytes long, more than "
+                f"the {allowed} this filesystem allows{room}; use a shorter name"
+            )
+    path_max = _pathconf(existing, "PC_PATH_MAX", 4096)
+    longest = len(os.fsencode(str(target))) + TEMPORARY_NAME_EXTRA + 64  # files inside it
+    if longest > path_max:
+        raise ConfigError(
+            f"{where} cannot be written: the path is {len(str(target))} characters long, too "
+            f"close to the {path_max} bytes this system allows; use a shorter path"
+        )
+    folders = [existing]
+    if target.is_dir():  # written inside as well (a sweep resumed, figures, experiments)
+        folders.append(target)
+    for folder in folders:
+        _try_writing(folder, where)
+
+
+def _nearest_existing(path: Path, where: str) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    while True:
+        try:
+            os.stat(path)
+            return path
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not there yet, or an ancestor is a file: the loop reaches it
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                path = path.parent  # the name check below says which name
+                continue
+            raise ConfigError(
+                f"{where} cannot be written: {path} cannot be read ({exc.strerror})"
+            ) from None
+        if path.parent == path:
+            return path
+        path = path.parent
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX, or no limit
+        return default
+    return value if value > 0 else default
+
+
+def _try_writing(folder: Path, where: str) -> None:
+    probe = folder / f".superposition-check-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        raise ConfigError(
+            f"{where} cannot be written: nothing can be created in {folder} "
+            f"({exc.strerror or exc.__class__.__name__})"
+        ) from None
+    probe.rmdir()
+
+
+# --------------------------------------------------------------------------------------------------
 # files
 
 
@@ -135,8 +263,10 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
     The temporary name keeps ``path``'s suffix, so writers that infer the format from the
     extension (``savefig``) do the right thing. When the block ends without an error the file is
     fsynced and renamed over ``path``; otherwise it is deleted. The block must create the file.
+    Temporary files that earlier writers to ``path`` left behind when they died are removed first.
     """
     path = Path(path)
+    remove_stale_files(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
     try:
         yield tmp

@@ -309,30 +309,79 @@ def progress_bar(total: int, desc: str, progress: bool | None) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# chunking
+# memory: the budget, the estimates and the chunks
+
+
+def machine_memory(device: torch.device) -> int:
+    """The bytes of memory ``device`` has: the GPU's, or the machine's physical memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
 
 
 def default_memory_budget(device: torch.device) -> float:
     """A quarter of the device's memory, in bytes."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory / 4
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 4 * 2**30
+    return machine_memory(device) / 4
+
+
+def budget_bytes(budget_gb: float | None, device: torch.device) -> float:
+    """The bytes one training may use on ``device``: ``budget_gb`` GiB (default: a quarter of the
+    device's memory), never more than the device has."""
+    if budget_gb is None:
+        return default_memory_budget(device)
+    return float(min(budget_gb * 2**30, machine_memory(device)))
 
 
 def memory_budget(config: RunConfig, device: torch.device) -> float:
-    """The bytes a chunk may use: the config's budget or the device's default."""
-    budget = config.train.memory_budget_gb
-    return budget * 2**30 if budget is not None else default_memory_budget(device)
+    """The bytes a chunk may use: the config's budget or the device's default (at most what the
+    device has)."""
+    return budget_bytes(config.train.memory_budget_gb, device)
+
+
+def gib(n_bytes: int | float) -> str:
+    """A number of bytes in GiB, three significant digits, however large (a Python int can be
+    beyond what a float holds: then a power of ten)."""
+    try:
+        return f"{n_bytes / 2**30:.3g} GiB"
+    except OverflowError:
+        return f"10^{int((int(n_bytes).bit_length() - 31) * math.log10(2))} GiB"
+
+
+def describe_budget(budget_gb: float | None, device: torch.device) -> str:
+    """The limit :func:`budget_bytes` sets, in words, with how to raise it."""
+    total = gib(machine_memory(device))
+    where = "the GPU's" if device.type == "cuda" else "this machine's"
+    limit = gib(budget_bytes(budget_gb, device))
+    if budget_gb is None:
+        return (
+            f"the memory budget of {limit} (a quarter of {where} {total}; memory_budget_gb "
+            "raises it)"
+        )
+    if budget_gb * 2**30 >= machine_memory(device):
+        return f"all of {where} {total} of memory"
+    return f"the memory budget of {limit} (memory_budget_gb; {where} memory is {total})"
+
+
+def check_memory(
+    what: str, need: int, limit: int | float, limit_text: str, advice: str, detail: str = ""
+) -> None:
+    """Refuse ``need`` bytes above ``limit`` with one sentence: ``what`` (and ``detail``) names
+    the values that need them, ``limit_text`` the limit, ``advice`` what to change."""
+    if need > limit:
+        raise ConfigError(
+            f"{what} needs about {gib(need)}{detail}, more than {limit_text}; {advice}"
+        )
 
 
 def bytes_per_instance(config: RunConfig) -> int:
     """Peak bytes one instance needs during a step (float32): about five [batch, feat] tensors
     (input, output, difference, gradient, a temporary) and four [batch, hidden] ones, plus
     parameters, gradients and Adam moments, a finite training set, and the held-out evaluation's
-    own batches."""
+    own batches. Python integers throughout, so absurd sizes give an absurd number, not an
+    overflow."""
     n, m, batch = config.data.n_features, config.model.n_hidden, config.train.batch_size
     n_params = sum(math.prod(s[1:]) for s in param_shapes(config, 1).values())
     dataset = (config.data.dataset_size or 0) * n if config.data.source == "finite" else 0
@@ -340,6 +389,59 @@ def bytes_per_instance(config: RunConfig) -> int:
         batch = min(batch, config.data.dataset_size or batch)
     step = 5 * batch * n + 4 * batch * m + 4 * n_params + 2 * dataset
     return 4 * max(step, 5 * min(config.train.eval_samples, EVAL_BATCH) * n + dataset)
+
+
+HOST_BYTES_PER_INSTANCE = 4096
+"""Bytes of Python bookkeeping per instance on the host (seeds, stream keys, per-instance
+tensors), besides its results (measured: about 3 KiB per instance for a million instances)."""
+
+
+def kept_bytes_per_instance(config: RunConfig) -> int:
+    """Bytes one instance holds on the host until the run is returned: its parameters (three
+    copies: the chunk's, the concatenation and the run's own), its snapshots, its logged losses,
+    its density and importance rows, and :data:`HOST_BYTES_PER_INSTANCE`."""
+    train_cfg, n = config.train, config.data.n_features
+    n_params = sum(math.prod(s[1:]) for s in param_shapes(config, 1).values())
+    n_log = train_cfg.steps // train_cfg.log_every + 2
+    snaps = len(set(train_cfg.snapshot_steps))
+    return 4 * (3 * n_params * (1 + snaps) + 3 * n_log + 2 * n) + HOST_BYTES_PER_INSTANCE
+
+
+def check_sizes(configs: Sequence[RunConfig], device: torch.device | None = None) -> None:
+    """Refuse, with one sentence naming the sizes, the estimate and the limit, a training that
+    does not fit: one instance's step (with its finite training set) must fit the memory budget
+    of ``device`` (default: the configs'), and what all instances keep until the run is returned
+    must fit in half of the host's memory. Arithmetic on Python integers only: nothing is
+    allocated, and absurd sizes give absurd estimates, never an overflow."""
+    template = configs[0]
+    device = device if device is not None else resolve_device(template.train.device)
+    data, train_cfg = template.data, template.train
+    sizes = (
+        f"n_features {data.n_features}, n_hidden {template.model.n_hidden}, batch_size "
+        f"{train_cfg.batch_size}"
+    )
+    budget = train_cfg.memory_budget_gb
+    finite = data.source == "finite"
+    check_memory(
+        f"dataset_size {data.dataset_size}" if finite else "one instance",
+        bytes_per_instance(template),
+        budget_bytes(budget, device),
+        describe_budget(budget, device),
+        "use smaller sizes",
+        f" per instance ({sizes})" if finite else f" to train ({sizes})",
+    )
+    total = sum(c.n_instances for c in configs)
+    kept = sum(c.n_instances * kept_bytes_per_instance(c) for c in configs)
+    host = machine_memory(torch.device("cpu"))
+    check_memory(
+        f"keeping the results of {total:,} instance{'s' if total != 1 else ''}",
+        kept,
+        host / 2,
+        f"half of this machine's {gib(host)}",
+        "train fewer instances, log less often or keep fewer snapshots",
+        f" (steps {train_cfg.steps} logged every {train_cfg.log_every}, "
+        f"{len(train_cfg.snapshot_steps)} snapshot(s))",
+    )
 
 
 def chunk_size(config: RunConfig, device: torch.device, instances: int | None = None) -> int:
@@ -404,7 +506,8 @@ def check(
 ) -> None:
     """Refuse, before anything is allocated or written, what :func:`train_many` would refuse:
     configs that cannot share a training, an unknown loss, data source or step, a device that is
-    not there, a training set that does not fit the memory budget, a sampler without its source."""
+    not there, sizes that do not fit the memory budget (:func:`check_sizes`), a sampler without
+    its source."""
     if not configs:
         raise ConfigError("train_many needs at least one config")
     template = configs[0]
@@ -424,16 +527,8 @@ def check(
 
         if step not in STEPS:
             raise ConfigError(f"step must be one of auto, {', '.join(STEPS)}; got {step!r}")
+    check_sizes(configs, device)
     data = template.data
-    if data.source == "finite":
-        need = bytes_per_instance(template)
-        budget = memory_budget(template, device)
-        if need > budget:
-            raise ConfigError(
-                f"dataset_size {data.dataset_size} needs {need / 2**30:.3g} GiB per instance "
-                f"({data.n_features} features), more than the memory budget of "
-                f"{budget / 2**30:.3g} GiB; use a smaller dataset_size or raise memory_budget_gb"
-            )
     if (sampler is None) != (data.source != "sampler"):
         if sampler is None:
             raise ConfigError(

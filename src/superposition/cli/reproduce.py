@@ -15,6 +15,7 @@ from superposition.cli.common import (
     progress,
 )
 from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Reproduce one of the paper's experiments: train, save, draw figures, check claims."
 
@@ -78,6 +79,8 @@ def print_claims(claims: Sequence[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_destination(args.out)  # before any work, for one experiment and --all alike
+
     from superposition import reproduce
 
     if args.all:

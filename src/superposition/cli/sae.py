@@ -21,6 +21,7 @@ from superposition.cli.common import (
 )
 from superposition.cli.flags import add_dataclass_flags, dataclass_flags, dataclass_values
 from superposition.errors import RunDirError
+from superposition.files import check_destination
 from superposition.sae.config import SAEConfig, check_options_apply
 
 HELP = "Train sparse autoencoders on a toy run's hidden activations and score them."
@@ -54,6 +55,7 @@ def config_from_args(args: argparse.Namespace) -> SAEConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad values fail here, before torch is imported
+    check_destination(args.out)
     source, out = Path(args.run), Path(args.out)
 
     from superposition.sae.store import check_sae_target, is_sae_dir, save_sae

@@ -29,6 +29,7 @@ from superposition.cli.flags import (
     read_toml,
 )
 from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Run a sweep file: a labelled grid of configs, trained in a few batched chunks."
 EXAMPLE = """\
@@ -117,6 +118,7 @@ def sweep_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     sweep = sweep_from_args(args)  # bad input fails here, before anything is written
+    check_destination(args.out)
     from superposition.distributed import backend as make_backend
     from superposition.sweep import done_points, run_sweep
 

@@ -19,6 +19,7 @@ from superposition.cli.common import (
     progress,
 )
 from superposition.cli.flags import add_config_flags, config_from_args
+from superposition.files import check_destination
 
 HELP = "Train toy models from a TOML file and/or flags and save a run directory."
 DESCRIPTION = (
@@ -47,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad input fails here, before torch is imported
+    check_destination(args.out)
 
     from superposition.store import check_target, save_run
     from superposition.training import check, train

@@ -13,6 +13,7 @@ the CPU however the points were split into tasks: bit for bit on the fused step,
 on the sparse and torch steps (see :mod:`superposition.sweep`).
 """
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -24,6 +25,20 @@ from superposition.sweep import Chunk, Report, SweepConfig, train_chunk
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster given by address to answer before giving up."""
 INSTALL_HINT = "pip install 'superposition[ray]'"
+LOCAL_HINT = "check that `ray start --head` works on this machine, or run with --backend local"
+"""How to see why a local Ray cluster could not start, as the one-sentence error says it."""
+
+
+def cluster_hint(address: str) -> str:
+    """How to see why the cluster at ``address`` could not be used."""
+    return f"check it with `ray status --address {address}`, or run with --backend local"
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""What an HTTP/2 client sends first (RFC 9113, Section 3.4): the preface and an empty SETTINGS
+frame. Ray's head (its GCS) and Ray Client's server speak gRPC, which runs on HTTP/2, so they
+answer with a SETTINGS frame of their own; anything else there would leave ``ray.init`` retrying
+for minutes."""
 
 
 def _train_task(out: str, sweep: dict[str, Any], points: list[int], threads: int) -> list[int]:
@@ -66,14 +81,34 @@ def check_reachable(address: str, timeout_s: float) -> None:
             f"the Ray address must be host:port, ray://host:port or auto, got {address!r}"
         )
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            speaks_grpc = _speaks_http2(conn)
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ConfigError(
             f"the Ray cluster at {address} does not answer ({reason} within {timeout_s:g} s); "
             "check the address, or leave it out to start a local cluster"
         ) from None
+    if not speaks_grpc:
+        raise ConfigError(
+            f"Ray could not start: something answers at {address} but it is not a Ray cluster "
+            f"(it does not speak gRPC); {cluster_hint(address)}"
+        )
+
+
+def _speaks_http2(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` answers an HTTP/2 preface with a SETTINGS frame."""
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except TimeoutError:
+        return False
+    return header[3] == 4  # the frame type: SETTINGS
 
 
 class RayBackend:
@@ -122,9 +157,16 @@ class RayBackend:
                     )
                 else:
                     ray.init(address=self.address)
-            except (ConnectionError, TimeoutError, RuntimeError) as exc:
-                where = "a local Ray cluster" if self.address is None else self.address
-                raise ConfigError(f"could not connect to {where} ({exc})") from None
+            except Exception as exc:  # Ray raises many types (OSError, RuntimeError, ...)
+                with contextlib.suppress(Exception):  # what it may have started half-way
+                    ray.shutdown()
+                if self.address is None:
+                    where, hint = "a local cluster", LOCAL_HINT
+                else:
+                    where, hint = f"the cluster at {self.address}", cluster_hint(self.address)
+                raise ConfigError(
+                    f"Ray could not start {where} ({_first_line(exc)}); {hint}"
+                ) from None
             self._started = True
         cpus = ray.cluster_resources().get("CPU", 1)
         return max(1, int(cpus // self.cpus_per_task))
@@ -154,6 +196,12 @@ class RayBackend:
         if self._started:
             _import_ray().shutdown()
             self._started = False
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message`` (Ray's can run to many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
 def _get(ray: Any, ref: Any) -> Any:

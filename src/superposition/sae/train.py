@@ -24,7 +24,7 @@ import torch
 
 from superposition import __version__
 from superposition._types import Bool, Float, Tensor
-from superposition.config import TrainConfig
+from superposition.config import INSTANCES_WHY, MAX_INSTANCES, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
 from superposition.errors import ConfigError
 from superposition.models import ToyModel
@@ -42,6 +42,9 @@ from superposition.training import (
     LossHistory,
     Progress,
     Snapshots,
+    budget_bytes,
+    check_memory,
+    describe_budget,
     fit,
     lr_at,
     progress_bar,
@@ -86,6 +89,48 @@ def toy_instances_of(run: Run, config: SAEConfig) -> list[int]:
             f"instance must be below the run's {run.n_instances} instance(s), got {config.instance}"
         )
     return [config.instance]
+
+
+def sae_bytes_per_instance(source: RunConfig, config: SAEConfig, n_latents: int) -> int:
+    """Peak bytes one SAE instance of ``n_latents`` latents needs (float32): its parameters,
+    gradients and Adam moments, its copy of the toy model, a step's [batch, feat], [batch, latent]
+    and [batch, hidden] tensors (or the evaluation's, if larger), its decoder snapshots and its
+    logged losses. Python integers: absurd sizes give absurd numbers, never an overflow."""
+    n, m, lat = source.data.n_features, source.model.n_hidden, n_latents
+    n_params = 2 * lat * m + 3 * lat + m
+    toy = 2 * n * m + 3 * n
+    step = config.batch_size * (2 * n + 6 * lat + 4 * m)
+    evaluation = min(config.eval_samples, EVAL_BATCH) * (4 * n + 3 * lat + 3 * m)
+    snapshots = config.snapshot_count(m) * lat * m
+    n_log = config.steps // config.log_every + 2
+    return 4 * (4 * n_params + toy + max(step, evaluation) + snapshots + n_log)
+
+
+def check(source: RunConfig, config: SAEConfig, device: torch.device | None = None) -> None:
+    """Refuse, before anything is allocated, SAEs that do not fit: all instances train at once,
+    so their count (toy instances x the config's sweep) must stay within
+    :data:`~superposition.config.MAX_INSTANCES` and their memory within the budget
+    (``config.memory_budget_gb``, default a quarter of the device's memory); one sentence names
+    the sizes, the estimate and the limit."""
+    device = device if device is not None else resolve_device(config.device)
+    n_toy = 1 if config.instance is not None else source.n_groups
+    total = n_toy * config.instances_per_toy_instance
+    if total > MAX_INSTANCES:
+        raise ConfigError(
+            f"{n_toy} toy instance(s) x {config.sweep_description} make {total:,} SAE instances, "
+            f"more than the {MAX_INSTANCES:,} one training may hold ({INSTANCES_WHY}); pass "
+            "instance=K or sweep fewer values"
+        )
+    n_max = max(config.dictionary_sizes(source.data.n_features))
+    check_memory(
+        f"training {total:,} SAE instance(s) at once",
+        total * sae_bytes_per_instance(source, config, n_max),
+        budget_bytes(config.memory_budget_gb, device),
+        describe_budget(config.memory_budget_gb, device),
+        "use fewer or smaller SAEs",
+        f" (n_latents up to {n_max}, batch_size {config.batch_size}, n_features "
+        f"{source.data.n_features}, n_hidden {source.model.n_hidden})",
+    )
 
 
 def setup(
@@ -236,6 +281,7 @@ def train_sae(
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
     device = resolve_device(config.device)
+    check(run.config, config, device)
     path = choose_path(config, device, path)
     s = setup(run, config, device)
     started = time.perf_counter()

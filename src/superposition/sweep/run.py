@@ -20,6 +20,7 @@ from superposition.config import RunConfig
 from superposition.errors import ConfigError
 from superposition.results import Run
 from superposition.sweep.folder import (
+    POINTS_DIR,
     TABLE_FILE,
     SweepResult,
     build_table,
@@ -92,17 +93,25 @@ def memory_capacity(config: RunConfig) -> int:
 
 
 def _check_points(sweep: SweepConfig) -> None:
-    """What training would refuse (an unknown loss or source, a training set over the budget),
-    refused before the folder is made: one config per kind of training is enough."""
-    from superposition.training import check, stack_key
+    """What training would refuse, refused before the folder is made: an unknown loss or source
+    (one config per kind of training is enough to see it) and, for every point, sizes that do not
+    fit the memory budget (:func:`~superposition.training.check_sizes`: arithmetic only)."""
+    from superposition.training import check, check_sizes, resolve_device, stack_key
 
     seen: set[Any] = set()
+    device = resolve_device(sweep.base.train.device)  # an axis never sets the device
     for i in range(sweep.n_points):
         config = sweep.point_config(i)
         key = stack_key(config)
-        if key not in seen:
-            seen.add(key)
-            check([config])
+        try:
+            if key not in seen:
+                seen.add(key)
+                check([config])
+            else:
+                check_sizes([config], device)
+        except ConfigError as exc:
+            values = ", ".join(f"{k}={v!r}" for k, v in sweep.point_values(i).items())
+            raise ConfigError(f"sweep point {i} ({values}): {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,6 +233,9 @@ def run_sweep(
     started = time.perf_counter()
     root = Path(out)
     resumed = check_folder(root, sweep, force=force)
+    if resumed:  # what a killed run was writing when it died
+        files.remove_stale_in(root)
+        files.remove_stale_in(root / POINTS_DIR)
     done = set(done_points(root, sweep)) if resumed else set()
     todo = [i for i in range(sweep.n_points) if i not in done]
     chunks: list[Chunk] = []
