@@ -15,7 +15,7 @@ LAYERS = {
     "data": 1, "models": 1, "losses": 1, "geometry": 1, "theory": 1, "kernels": 1,
     "rng": 1, "tokens": 1,
     "training": 2, "steps": 2, "store": 2, "fastpaths": 2,
-    "sweep": 3, "experiments": 3, "sae": 3,
+    "sweep": 3, "experiments": 3, "sae": 3, "exercises": 3,
     "plots": 4, "report": 4, "reproduce": 4,
     "cli": 5, "__main__": 5, "distributed": 5, "explore": 5,
 }

@@ -139,7 +139,7 @@ def sweep_points(runs: dict[str, Run]) -> list[tuple[int, int, Seeds]]:
 
 
 def _levels(run: Run, seed: int) -> str:
-    h = tokens.activations(run.W[seed])[:, 0]
+    h = tokens.activations(run.W[seed : seed + 1])[0, :, 0]
     top = float(h.max())
     names = "ABCDEFGH"
     return ", ".join(f"{names[t]} {float(v) / top:.2f}" for t, v in enumerate(h) if top > 0)
