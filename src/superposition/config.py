@@ -33,7 +33,7 @@ MAX_EVAL_SAMPLES = 10_000_000
 INSTANCES_WHY = "each instance is set up and evaluated on its own on the host"
 EVAL_WHY = "the held-out evaluation must not outlast a long training"
 
-ModelKind = Literal["linear", "relu", "privileged", "abs"]
+ModelKind = Literal["linear", "relu", "privileged", "abs", "mlp"]
 Optimizer = Literal["adamw", "adam"]
 Schedule = Literal["constant", "linear", "cosine"]
 
@@ -214,8 +214,10 @@ class DataConfig:
     source: str = doc_field(
         "fresh",
         "Where training samples come from: 'fresh' (new samples every step), 'finite' (a "
-        "training set of dataset_size samples per instance, drawn once from the seed) or "
-        "'sampler' (a callable passed to superposition.train in Python); more can be registered.",
+        "training set of dataset_size samples per instance, drawn once from the seed), 'tokens' "
+        "(one-hot samples, each feature equally likely: n_features tokens; density is ignored) "
+        "or 'sampler' (a callable passed to superposition.train in Python); more can be "
+        "registered.",
     )
     dataset_size: int | None = doc_field(
         None,
@@ -317,13 +319,14 @@ class ModelConfig:
     kind: ModelKind = doc_field(
         "relu",
         "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden "
-        "layer, Section 7) or 'abs' (computation model with target |x|, Section 8).",
+        "layer, Section 7), 'abs' (computation model with target |x|, Section 8) or 'mlp' (ReLU "
+        "hidden layer and a linear readout W_dec h + b, e.g. logits for cross-entropy).",
     )
     n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
     tied: bool | None = doc_field(
         None,
         "Share W between encoder and decoder. Default: tied, except the 'abs' model, which is "
-        "always untied.",
+        "always untied, and the 'mlp' model, untied unless asked.",
     )
 
     def __post_init__(self) -> None:
@@ -338,7 +341,7 @@ class ModelConfig:
 
     @property
     def is_tied(self) -> bool:
-        return self.kind != "abs" if self.tied is None else self.tied
+        return self.kind not in ("abs", "mlp") if self.tied is None else self.tied
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence

@@ -10,6 +10,7 @@ kind           forward                                paper
 ``relu``       x' = ReLU(W^T W x + b)                 Section 2, ReLU output model
 ``privileged`` h = ReLU(W x);  x' = ReLU(W^T h + b)   Section 7 (no hidden bias, on purpose)
 ``abs``        h = ReLU(W1 x); y' = ReLU(W2 h + b)    Section 8, target |x|, always untied
+``mlp``        h = ReLU(W x);  x' = W_dec h + b       a ReLU layer and a linear readout
 =============  =====================================  =====================================
 
 Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hidden]`` layout
@@ -17,6 +18,9 @@ Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hi
 plotting live elsewhere. The gradients are written by hand (:meth:`ToyModel.loss_and_grads`)
 because autograd's book-keeping costs more than the maths at these sizes; the tests check them
 against autograd.
+
+The ``mlp`` model's output has no ReLU, so it can be read as logits (for the cross-entropy loss);
+like ``privileged`` it has no hidden bias, and it is untied unless its config asks otherwise.
 """
 
 from dataclasses import dataclass
@@ -26,8 +30,8 @@ import torch
 from superposition._types import Float, Tensor
 from superposition.losses import MEAN_SQUARED_ERROR, Loss
 
-HIDDEN_RELU = {"linear": False, "relu": False, "privileged": True, "abs": True}
-OUTPUT_RELU = {"linear": False, "relu": True, "privileged": True, "abs": True}
+HIDDEN_RELU = {"linear": False, "relu": False, "privileged": True, "abs": True, "mlp": True}
+OUTPUT_RELU = {"linear": False, "relu": True, "privileged": True, "abs": True, "mlp": False}
 
 
 def _relu_backward(grad: Tensor, activated: Tensor) -> Tensor:

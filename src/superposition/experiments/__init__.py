@@ -17,5 +17,7 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
     "adversarial",
     "privileged-basis",
     "computation",
+    "cross-entropy",
 )
-"""The experiments ``superposition reproduce`` knows, in the paper's order."""
+"""The experiments ``superposition reproduce`` knows: the paper's, in its order, then questions
+beyond it."""
