@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             layout=args.layout,
         )
     except KeyboardInterrupt:
-        done = len(done_points(out, sweep)) if out.is_dir() else 0
+        done = len(done_points(out, sweep)) if (out / "sweep.json").is_file() else 0
         print_interrupted(
             f"interrupted: {done} of {sweep.n_points} points are finished and kept in {out}; "
             "run the same command again to train the rest"

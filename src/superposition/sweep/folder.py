@@ -339,9 +339,15 @@ class SweepResult:
         self._rows = rows
         self.info = info or {}
         """How the last :func:`run_sweep` went: points trained and kept, chunks, seconds."""
-        self.layout = read_layout(self.path)
-        """How the folder keeps its points (:data:`LAYOUTS`)."""
+        self._layout: str | None = None
         self._store: Any = None  # the compact layout's PointStore, opened on the first run()
+
+    @property
+    def layout(self) -> str:
+        """How the folder keeps its points (:data:`LAYOUTS`), read from its ``sweep.json``."""
+        if self._layout is None:
+            self._layout = read_layout(self.path)
+        return self._layout
 
     @classmethod
     def load(cls, path: PathLike) -> "SweepResult":
