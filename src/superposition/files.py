@@ -536,6 +536,20 @@ def read_safetensors(path: PathLike) -> dict[str, "torch.Tensor"]:
         ) from None
 
 
+def open_safetensors(path: PathLike) -> Any:
+    """The safetensors file ``path`` opened lazily (``safetensors.safe_open``: its header read,
+    each tensor read when asked for with ``get_tensor``); :class:`RunDirError` naming the file if
+    its header is corrupt or it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as exc:  # safetensors raises several types for corrupt input
+        raise RunDirError(
+            f"{path} is corrupt or not a safetensors file ({_first_line(exc)[:120]})"
+        ) from None
+
+
 def safetensors_shapes(path: PathLike) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in the safetensors file ``path``, read from its header alone
     (nothing is allocated for the data), so that a loader can compare them with a config before

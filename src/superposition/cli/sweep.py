@@ -45,15 +45,18 @@ example SWEEP.toml (Section 3's phase diagram):
   density = {logspace = [0, -2, 40]}              # 1 ... 0.01
   relative_importance = {logspace = [-1, 1, 40]}  # 0.1 ... 10
 
-Writes DIR/sweep.json, DIR/points/NNNN/ (one run directory per point) and DIR/results.csv (one row
-per point: axis values, best and mean loss, the best seed's norms, dimensionalities,
-superposition and geometry). Interrupted? Run the same command again: finished points are kept.
+Writes DIR/sweep.json, DIR/points.safetensors (every point's weights and histories),
+DIR/metrics.json (every seed's losses and geometry) and DIR/results.csv (one row per point: axis
+values, best and mean loss, the best seed's norms, dimensionalities, superposition and geometry);
+--layout points writes one run directory per point, DIR/points/NNNN/, instead of the first two.
+Interrupted? Run the same command again: finished points are kept.
 """
 DESCRIPTION = (
-    "Train every point of a sweep file and write DIR/results.csv and one run directory per point. "
-    "Points that fit together train as one batched training; a rerun of the same command resumes "
-    "an interrupted sweep. --backend ray runs the chunks as Ray tasks (pip install "
-    "'superposition[ray]')."
+    "Train every point of a sweep file and write DIR/results.csv and every point's weights, in "
+    "one file or (--layout points) one run directory per point. Points that fit together train "
+    "as one batched training; a rerun of the same command resumes an interrupted sweep. "
+    "--backend ray runs the chunks as Ray tasks (pip install 'superposition[ray]'); their "
+    "results come back through Ray, so the cluster needs no shared filesystem."
 )
 
 
@@ -78,6 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         type=positive_int,
         help="At most N instances per chunk (default: as many as the memory budget allows).",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("compact", "points"),
+        default=None,
+        help="How DIR keeps the points: 'compact' (all in one file; the default for a new DIR) or "
+        "'points' (a run directory each). A sweep being resumed keeps its own.",
     )
     p.add_argument(
         "--force", action="store_true", help="Replace a different sweep already at --out."
@@ -132,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
             progress=progress(args),
             force=args.force,
             max_chunk_instances=args.chunk_instances,
+            layout=args.layout,
         )
     except KeyboardInterrupt:
-        done = len(done_points(out, sweep)) if out.is_dir() else 0
+        done = len(done_points(out, sweep)) if (out / "sweep.json").is_file() else 0
         print_interrupted(
             f"interrupted: {done} of {sweep.n_points} points are finished and kept in {out}; "
             "run the same command again to train the rest"
@@ -166,7 +177,12 @@ def print_summary(result: Any) -> None:
     shown = ", ".join(f"{label} ({n})" for label, n in labels.most_common(6))
     print(f"geometry of the best seeds: {shown}{' ...' if len(labels) > 6 else ''}")
     print(f"results: {result.path / 'results.csv'} (one row per point)")
-    print(f"runs: {result.path / 'points'}/NNNN (one run directory per point)")
+    if result.layout == "points":
+        print(f"runs: {result.path / 'points'}/NNNN (one run directory per point)")
+    else:
+        print(
+            f"runs: {result.path / 'points.safetensors'} (every point; SweepResult.load reads it)"
+        )
 
 
 COMMAND = Command(HELP, add_arguments, run, DESCRIPTION)

@@ -256,6 +256,7 @@ class SweepConfig:
         default=None, init=False, repr=False, compare=False
     )
     """The number of features when every point has the same, else None."""
+    _id: str = dataclasses.field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RunConfig):
@@ -296,6 +297,10 @@ class SweepConfig:
         object.__setattr__(self, "_configs", tuple(configs))
         ns = {c.data.n_features for c in configs}
         object.__setattr__(self, "common_n_features", ns.pop() if len(ns) == 1 else None)
+        doc = self.to_dict()
+        doc["base"]["train"].pop("memory_budget_gb", None)
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        object.__setattr__(self, "_id", hashlib.sha256(text.encode()).hexdigest()[:16])
 
     # ---- the grid -------------------------------------------------------------------------------
 
@@ -375,10 +380,7 @@ class SweepConfig:
     @property
     def sweep_id(self) -> str:
         """A stable hash of everything that decides the results (not the memory budget)."""
-        doc = self.to_dict()
-        doc["base"]["train"].pop("memory_budget_gb", None)
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._id
 
     def describe(self) -> str:
         """E.g. ``density x relative_importance = 40 x 40 points``."""

@@ -2,9 +2,12 @@
 
 Points that can share one batched training (equal :func:`superposition.training.stack_key`) are
 packed, whole, into as few chunks as the memory budget allows; a chunk is one
-:func:`~superposition.training.train_many` call, and whoever trains it writes its points' run
-directories (:func:`train_chunk`). A :class:`Backend` runs the chunks: :class:`LocalBackend` in this
-process one after another, or the Ray backend of :mod:`superposition.distributed` as tasks.
+:func:`~superposition.training.train_many` call (:func:`train_chunk`), which returns its points'
+results as plain data: arrays and dicts (:data:`PointRecord`), never a path. A :class:`Backend` runs
+the chunks, :class:`LocalBackend` in this process one after another or the Ray backend of
+:mod:`superposition.distributed` as tasks, and hands each chunk's records back to this process,
+which checks them against the points' configs and writes them into the sweep folder, in its layout
+(:mod:`superposition.sweep.folder`). So whoever trains needs no access to the folder.
 """
 
 import math
@@ -20,11 +23,13 @@ from superposition.config import RunConfig
 from superposition.errors import ConfigError
 from superposition.results import Run
 from superposition.sweep.folder import (
+    DEFAULT_LAYOUT,
     POINTS_DIR,
     TABLE_FILE,
     SweepResult,
     build_table,
     check_folder,
+    check_layout,
     create_folder,
     done_points,
     point_dir,
@@ -119,19 +124,26 @@ def _check_points(sweep: SweepConfig) -> None:
 
 
 SAVE_THREADS = 8
-"""Points of a chunk written at once."""
+"""Point directories written at once (points layout)."""
 Report = Callable[[float], None]
 """Called with a number of points (possibly fractional) newly trained."""
+PointRecord = dict[str, Any]
+"""One trained point as plain data, as a backend returns it: ``{"point": index, "tensors": {name:
+numpy array} (superposition.store.run_tensors' names), "info": dict, "metrics": dict}``, the
+metrics being what a run directory's ``metrics.json`` holds."""
+Write = Callable[[Sequence[PointRecord]], None]
+"""Called by a backend, in the process that runs the sweep, with the records of a finished chunk."""
 
 
 def train_chunk(
-    out: PathLike, sweep: SweepConfig, points: Sequence[int], report: Report | None = None
-) -> None:
-    """Train ``points`` of ``sweep`` as one batched training and write their run directories.
+    sweep: SweepConfig, points: Sequence[int], report: Report | None = None
+) -> list[PointRecord]:
+    """Train ``points`` of ``sweep`` as one batched training and return their records.
 
-    ``report`` hears progress in points as training advances (at the logging steps).
+    ``report`` hears progress in points as training advances (at the logging steps): nine tenths
+    of a point for training, the last tenth comes once it is written.
     """
-    from superposition.store import save_run
+    from superposition.store import metrics_dict, run_tensors
     from superposition.training import StepInfo, train_many
 
     configs = [sweep.point_config(i) for i in points]
@@ -145,22 +157,69 @@ def train_chunk(
         if report is None:
             return
         trained[info.instances.start] = len(info.instances) * (info.step + 1)
-        # nine tenths of a point for training, the last tenth once it is on disk
-        done = 0.9 * per_instance * sum(trained.values()) / steps
+        done = TRAINED_SHARE * per_instance * sum(trained.values()) / steps
         report(done - reported)
         reported = done
 
     runs = train_many(configs, progress=False, callbacks=(on_log,))
+    return [
+        {
+            "point": i,
+            "tensors": {k: v.detach().cpu().numpy() for k, v in run_tensors(run).items()},
+            "info": files.jsonable(run.info),
+            "metrics": metrics_dict(run),
+        }
+        for i, run in zip(points, runs, strict=True)
+    ]
 
-    def save(i: int, run: Run) -> None:
-        run.info["sweep"] = {"id": sweep.sweep_id, "point": i, "values": sweep.point_values(i)}
-        save_run(run, point_dir(out, sweep, i), overwrite=True)
+
+TRAINED_SHARE = 0.9
+"""The share of a point's progress that its training reports; writing it reports the rest."""
+
+
+def record_run(sweep: SweepConfig, record: PointRecord) -> Run:
+    """The :class:`Run` in a point's record, its tensors checked against the point's config, with
+    ``info["sweep"]`` saying which point of which sweep it is."""
+    import numpy as np
+    import torch
+
+    from superposition.store import run_from_tensors
+
+    i = record["point"]
+    if not isinstance(i, int) or not 0 <= i < sweep.n_points:
+        raise ConfigError(f"a backend returned a record of point {i!r}, which is not in the sweep")
+    # a copy: arrays from Ray's object store are read-only views that live as long as the ref
+    tensors = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in record["tensors"].items()}
+    where = (f"the record of point {i}", f"the record of point {i}", "the sweep")
+    run = run_from_tensors(sweep.point_config(i), tensors, dict(record["info"]), where)
+    run.info["sweep"] = {"id": sweep.sweep_id, "point": i, "values": sweep.point_values(i)}
+    return run
+
+
+def write_records(
+    out: Path, sweep: SweepConfig, layout: str, records: Sequence[PointRecord]
+) -> None:
+    """Write finished points into the sweep folder ``out``: one part file of the batch (compact),
+    or a run directory each (points); each atomic."""
+    from superposition.store import save_run
+    from superposition.sweep.packed import write_part
+
+    runs = [record_run(sweep, r) for r in records]
+    if layout == "compact":
+        write_part(
+            out,
+            sweep,
+            [(r["point"], run, r["metrics"]) for r, run in zip(records, runs, strict=True)],
+        )
+        return
+
+    def save(run: Run, metrics: dict[str, Any]) -> None:
+        path = point_dir(out, sweep, run.info["sweep"]["point"])
+        save_run(run, path, overwrite=True, metrics=metrics)
 
     # each save waits for a few fsyncs: overlapping them makes a thousand points cheap to write
     with ThreadPoolExecutor(max_workers=SAVE_THREADS) as pool:
-        for _ in pool.map(save, points, runs):
-            if report is not None:
-                report(0.1)
+        list(pool.map(save, runs, [r["metrics"] for r in records]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,7 +228,8 @@ def train_chunk(
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs a sweep's chunks. Each chunk is :func:`train_chunk`, wherever it runs."""
+    """Runs a sweep's chunks, each :func:`train_chunk` wherever it runs, and hands their records
+    to ``write`` in this process."""
 
     name: str
 
@@ -177,8 +237,11 @@ class Backend(Protocol):
         """Get ready (start or connect); return how many chunks it runs at once."""
         ...
 
-    def run(self, out: Path, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report) -> None:
-        """Train every chunk; return when all are written (or raise)."""
+    def run(
+        self, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report, write: Write
+    ) -> None:
+        """Train every chunk and pass each one's records to ``write`` as it finishes; return when
+        all are written (or raise)."""
         ...
 
     def close(self) -> None: ...
@@ -192,9 +255,11 @@ class LocalBackend:
     def open(self) -> int:
         return 1
 
-    def run(self, out: Path, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report) -> None:
+    def run(
+        self, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report, write: Write
+    ) -> None:
         for chunk in chunks:
-            train_chunk(out, sweep, chunk.points, report)
+            write(train_chunk(sweep, chunk.points, report))
 
     def close(self) -> None:
         pass
@@ -212,13 +277,16 @@ def run_sweep(
     progress: bool | None = None,
     force: bool = False,
     max_chunk_instances: int | None = None,
+    layout: str | None = None,
 ) -> SweepResult:
     """Train every point of ``sweep`` that ``out`` does not hold yet, then write the table.
 
     ``backend`` defaults to :class:`LocalBackend`; ``progress`` shows a bar over points (default:
     when stderr is a terminal); ``force`` replaces a folder that holds a different sweep;
     ``max_chunk_instances`` caps a chunk below the memory budget (smaller chunks lose less to an
-    interruption but cost a little more overall).
+    interruption but cost a little more overall). ``layout`` is how a new folder keeps its points:
+    "compact" (all in one file, the default) or "points" (a run directory each); a folder being
+    resumed keeps its own, and naming another is refused.
     """
     if max_chunk_instances is not None and (
         isinstance(max_chunk_instances, bool)
@@ -228,14 +296,20 @@ def run_sweep(
         raise ConfigError(
             f"max_chunk_instances must be an integer >= 1, got {max_chunk_instances!r}"
         )
+    if layout is not None:
+        check_layout(layout)
     _check_points(sweep)
     backend = backend if backend is not None else LocalBackend()
     started = time.perf_counter()
     root = Path(out)
-    resumed = check_folder(root, sweep, force=force)
+    existing = check_folder(root, sweep, force=force, layout=layout)
+    resumed = existing is not None
+    layout = existing or layout or DEFAULT_LAYOUT
     if resumed:  # what a killed run was writing when it died
-        files.remove_stale_in(root)
-        files.remove_stale_in(root / POINTS_DIR)
+        from superposition.sweep.packed import PARTS_DIR
+
+        for folder in (root, root / POINTS_DIR, root / PARTS_DIR):
+            files.remove_stale_in(folder)
     done = set(done_points(root, sweep)) if resumed else set()
     todo = [i for i in range(sweep.n_points) if i not in done]
     chunks: list[Chunk] = []
@@ -243,18 +317,28 @@ def run_sweep(
     parallel = backend.open() if todo else 1
     try:
         if not resumed:
-            create_folder(root, sweep)
+            create_folder(root, sweep, layout)
         if todo:
             chunks = plan_chunks(sweep, todo, parallel=parallel, max_instances=max_chunk_instances)
             with _bar(sweep.n_points, len(done), progress) as report:
-                backend.run(root, sweep, chunks, report)
+
+                def write(records: Sequence[PointRecord]) -> None:
+                    write_records(root, sweep, layout, records)
+                    report((1 - TRAINED_SHARE) * len(records))
+
+                backend.run(sweep, chunks, report, write)
     finally:
         if todo:
             backend.close()
+    if layout == "compact":
+        from superposition.sweep.packed import finish
+
+        finish(root, sweep)
     rows = build_table(root, sweep)
     files.write_text(root / TABLE_FILE, table_csv(sweep, rows))
     info = {
         "backend": backend.name,
+        "layout": layout,
         "points": sweep.n_points,
         "trained_points": len(todo),
         "kept_points": len(done),
