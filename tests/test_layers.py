@@ -30,6 +30,7 @@ LAYERS = {
     "store": 2,
     "fastpaths": 2,
     "sweep": 3,
+    "interop": 3,
     "experiments": 3,
     "sae": 3,
     "plots": 4,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from superposition import __version__
-from superposition._types import Tensor
+from superposition._types import Float, Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.losses import Loss, get_loss
@@ -554,6 +554,23 @@ def train_many(
             )
         )
     return runs
+
+
+def held_out_loss(
+    config: RunConfig, params: dict[str, Tensor], *, sampler: Sampler | None = None
+) -> Float[Tensor, " inst"]:
+    """Each instance's loss on ``config.train.eval_samples`` fresh held-out samples, for weights
+    made elsewhere (imported, edited by hand): the number :func:`train` records as ``Run.loss``
+    and best-of-N compares. Evaluated on the CPU with the generic torch step."""
+    get_source(config.data.source)
+    if config.data.source == "sampler" and sampler is None:
+        raise ConfigError("data source 'sampler' needs a sampler to evaluate on: pass sampler=fn")
+    device = torch.device("cpu")
+    table = Instances.of(config)
+    spec = _spec(config, table, range(len(table)), device, get_loss(config.train.loss), sampler)
+    model = ToyModel(config.model.kind, **{k: v.to(device, torch.float32) for k, v in params.items()})
+    step_cls = plan_steps(spec, "torch")[0][1]
+    return step_cls(spec, model, {}).held_out_loss(config.train.eval_samples)
 
 
 def estimated_seconds(configs: Sequence[RunConfig], *, step: str = "auto") -> float:
