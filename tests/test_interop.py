@@ -7,14 +7,13 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import fake_run, tiny_config
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.interop import from_anthropic, from_arena, to_anthropic, to_arena
 from superposition.models import ToyModel
 from superposition.store import load_run, save_run
-
-from conftest import fake_run, tiny_config
 
 
 def _ours(run, x_batch_first):
@@ -108,7 +107,7 @@ def test_hand_built_arena_computation_model():
 def test_hand_built_notebook_model_computes_what_ours_computes():
     gen = torch.Generator().manual_seed(2)
     n_inst, n, m = 4, 5, 2
-    W = torch.randn(n_inst, n, m, generator=gen)  # the notebook: [n_instances, n_features, n_hidden]
+    W = torch.randn(n_inst, n, m, generator=gen)  # the notebook: [inst, feat, hidden]
     b_final = torch.randn(n_inst, n, generator=gen) * 0.1
     config = {
         "n_features": n, "n_hidden": m, "n_instances": n_inst,
@@ -141,9 +140,7 @@ def test_bad_foreign_input_is_refused():
         to_arena(linear)
     with pytest.raises(ConfigError, match="no model for a tied 'privileged' run"):
         to_anthropic(fake_run(tiny_config("privileged")))
-    triple = dataclasses.replace(
-        tiny_config(), data=DataConfig(n_features=5, correlated=(3,))
-    )
+    triple = dataclasses.replace(tiny_config(), data=DataConfig(n_features=5, correlated=(3,)))
     with pytest.raises(ConfigError, match="correlated pairs only"):
         to_arena(fake_run(RunConfig(triple.data, triple.model, TrainConfig(instances=1))))
     untied = RunConfig(DataConfig(), ModelConfig(kind="relu", tied=False), TrainConfig())

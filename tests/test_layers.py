@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "superposition"
 LAYERS = {
     "_types": 0,
     "_html": 0,
+    "colours": 0,
     "config": 0,
     "results": 0,
     "errors": 0,

@@ -354,7 +354,10 @@ class Summary(dict[str, list]):
                 title=f"instance {names[k]}: feature norms coloured by superposition",
                 heading_text="||W_i||, colour: superposition",
             )
-            head = f"instance {names[k]}: {labels[k]}, dimensions per feature {_html.number(dpf[k], 3)}"
+            head = (
+                f"instance {names[k]}: {labels[k]}, dimensions per feature "
+                f"{_html.number(dpf[k], 3)}"
+            )
             blocks.append(_html.heading(head) + _html.side_by_side(table, figure))
         rest = len(labels) - len(blocks)
         tail = _html.note(f"… {rest} more instances") if rest > 0 else ""
@@ -382,9 +385,7 @@ def summary(
         W = W.W
     W = W.detach()
     if instances is not None and len(instances) != W.shape[0]:
-        raise ConfigError(
-            f"instances names {len(instances)} rows but W has {W.shape[0]} instances"
-        )
+        raise ConfigError(f"instances names {len(instances)} rows but W has {W.shape[0]} instances")
     dpf = dimensions_per_feature(W).tolist()
     out = Summary(
         feature_norms=feature_norms(W).tolist(),

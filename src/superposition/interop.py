@@ -2,22 +2,16 @@
 paper's companion notebook (Elhage et al. 2022, the Colab linked from "Toy Models of
 Superposition").
 
-Both keep many instances on a leading axis, as we do, but store and name things differently:
+Both keep many instances on a leading axis, as we do, but store and name things differently
+(docs/interop.md has the full table):
 
-=================  ===========================  ===========================  ======================
-                   superposition                ARENA 1.3.1 / tms-kit        Anthropic notebook
-=================  ===========================  ===========================  ======================
-embedding          ``W`` [inst, feat, hidden]   ``W`` [inst, hidden, feat]   ``W`` [inst, feat, hidden]
-output bias        ``b`` [inst, feat]           ``b_final`` [inst, feat]     ``b_final`` [inst, feat]
-Section 8 model    ``W``, ``W_dec``             ``W1`` [inst, hidden, feat], (none)
-                                                ``W2`` [inst, feat, hidden]
-input batch        [inst, batch, feat]          [batch, inst, feat]          [batch, inst, feat]
-instances          ``n_instances``              ``n_inst``                   ``n_instances``
-features / hidden  ``n_features``/``n_hidden``  ``n_features``/``d_hidden``  ``n_features``/``n_hidden``
-density (1 - S)    ``density``                  ``feature_probability``      ``feature_probability``
-importance         ``importance``               ``feature_importance``       ``importance``
-                                                (ARENA's model: ``importance``)
-=================  ===========================  ===========================  ======================
+- ARENA 1.3.1 and tms-kit: ``W`` is ``[inst, hidden, feat]`` (``d_hidden``), the bias is
+  ``b_final``, the Section 8 model has ``W1`` ``[inst, hidden, feat]`` and ``W2``
+  ``[inst, feat, hidden]``; ``n_inst``, ``feature_probability`` (our density) and
+  ``feature_importance`` (ARENA's model calls it ``importance``).
+- The notebook: ``W`` is ``[inst, feat, hidden]`` like ours, the bias is ``b_final``;
+  ``n_instances``, ``n_hidden``, ``feature_probability`` and ``importance``.
+- Both feed batches as ``[batch, inst, feat]``; ours are ``[inst, batch, feat]``.
 
 :func:`to_arena` and :func:`to_anthropic` return ``{"state_dict": ..., "config": ...}``: the
 parameters under the other code's names and axes, and a config dict with its field names
@@ -253,7 +247,8 @@ def _build(
     if extra is not None:
         run_config, loss = _carried(extra, kind, n_inst, n, m)
         return _run(run_config, params, loss, who)
-    density = _per_instance(config.get("feature_probability", 1.0), "feature_probability", n_inst, n)
+    probability = config.get("feature_probability", 1.0)
+    density = _per_instance(probability, "feature_probability", n_inst, n)
     weights = _per_instance(1.0 if importance is None else importance, "importance", n_inst, n)
     if not torch.equal(weights, weights[:1].expand_as(weights)):
         raise ConfigError(
@@ -318,9 +313,7 @@ def _block(values: list[float]) -> int:
     consecutive instances shares one value (so equal densities become one group of seeds)."""
     count = len(values)
     for k in range(count, 0, -1):
-        if count % k == 0 and all(
-            len(set(values[i : i + k])) == 1 for i in range(0, count, k)
-        ):
+        if count % k == 0 and all(len(set(values[i : i + k])) == 1 for i in range(0, count, k)):
             return k
     return 1
 

@@ -568,7 +568,8 @@ def held_out_loss(
     device = torch.device("cpu")
     table = Instances.of(config)
     spec = _spec(config, table, range(len(table)), device, get_loss(config.train.loss), sampler)
-    model = ToyModel(config.model.kind, **{k: v.to(device, torch.float32) for k, v in params.items()})
+    on_device = {k: v.to(device, torch.float32) for k, v in params.items()}
+    model = ToyModel(config.model.kind, **on_device)
     step_cls = plan_steps(spec, "torch")[0][1]
     return step_cls(spec, model, {}).held_out_loss(config.train.eval_samples)
 
