@@ -269,11 +269,12 @@ def _build(
         density=tuple(top.tolist()[::per_group]),
         importance=None if all(v == 1.0 for v in row) else tuple(row),
         feature_density=None if bool((profile[0] == 1).all()) else tuple(profile[0].tolist()),
-        **sets,
+        correlated=sets.get("correlated", ()),
+        anticorrelated=sets.get("anticorrelated", ()),
     )
     run_config = RunConfig(
         data=data,
-        model=ModelConfig(kind=kind, n_hidden=m),
+        model=ModelConfig(kind=kind, n_hidden=m),  # type: ignore[arg-type]
         train=TrainConfig(instances=per_group),
     )
     from superposition.training import held_out_loss

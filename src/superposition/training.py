@@ -663,3 +663,36 @@ def _train_chunk(
         "snapshots": snapshots.tensors(),
         "steps_done": done,
     }
+
+
+# the API in reading order (the docs list it so): what a user calls first, the loop's parts after
+__all__ = [
+    "train",
+    "train_many",
+    "held_out_loss",
+    "estimated_seconds",
+    "check",
+    "StepInfo",
+    "Callback",
+    "Hook",
+    "EarlyStop",
+    "LossHistory",
+    "Snapshots",
+    "Progress",
+    "fit",
+    "StepFunction",
+    "stack_key",
+    "chunk_size",
+    "memory_budget",
+    "default_memory_budget",
+    "bytes_per_instance",
+    "resolve_device",
+    "lr_at",
+    "progress_bar",
+    "param_shapes",
+    "init_params",
+    "FlatParams",
+    "AdamFlat",
+    "BETAS",
+    "EPS",
+]
