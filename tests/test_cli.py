@@ -108,6 +108,22 @@ def test_subprocess_train_and_inspect_json(tmp_path):
     assert torch.allclose(torch.tensor(doc["feature_norms"]), run.W.norm(dim=-1), atol=1e-6)
 
 
+def test_example_train_toml_trains(tmp_path, capsys):
+    """examples/train.toml (the README's `train` example) is accepted and trains as it says."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "train.toml"
+    out_dir = tmp_path / "intro"
+    code, out, err = run_cli(
+        capsys, "train", str(example), "--steps", "30", "--batch-size", "64",
+        "--eval-samples", "500", "--no-progress", "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, err
+    run = load_run(out_dir)
+    assert run.config.data.density == (1.0, 0.1, 0.03)
+    assert run.config.model.kind == "relu" and run.config.model.n_hidden == 2
+    assert run.n_instances == 12 and run.config.train.steps == 30
+    assert "3 group(s) x 4 seed(s)" in out
+
+
 def test_toml_with_flag_override(tmp_path, capsys):
     toml = tmp_path / "cfg.toml"
     toml.write_text(

@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "superposition"
 LAYERS = {
     "_types": 0,
     "_html": 0,
+    "colours": 0,
     "config": 0,
     "results": 0,
     "errors": 0,
@@ -31,6 +32,7 @@ LAYERS = {
     "store": 2,
     "fastpaths": 2,
     "sweep": 3,
+    "interop": 3,
     "experiments": 3,
     "sae": 3,
     "exercises": 3,

@@ -348,6 +348,14 @@ def sae_run(toy_run):
                      source_path="somewhere")  # fmt: skip
 
 
+def test_repr_is_short(sae_run):
+    text = repr(sae_run)
+    assert len(text) < 700 and "tensor(" not in text
+    assert f"SAERun({sae_run.n_instances} SAE instances on toy instances" in text
+    assert "from somewhere" in text
+    assert "W_dec [" in text and "mmcs: min " in text
+
+
 def test_save_load_round_trip(sae_run, tmp_path):
     path = save_sae(sae_run, tmp_path / "sae")
     assert is_sae_dir(path)

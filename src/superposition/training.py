@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from superposition import __version__
-from superposition._types import Tensor
+from superposition._types import Float, Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.losses import Loss, get_loss
@@ -651,6 +651,24 @@ def train_many(
     return runs
 
 
+def held_out_loss(
+    config: RunConfig, params: dict[str, Tensor], *, sampler: Sampler | None = None
+) -> Float[Tensor, " inst"]:
+    """Each instance's loss on ``config.train.eval_samples`` fresh held-out samples, for weights
+    made elsewhere (imported, edited by hand): the number :func:`train` records as ``Run.loss``
+    and best-of-N compares. Evaluated on the CPU with the generic torch step."""
+    get_source(config.data.source)
+    if config.data.source == "sampler" and sampler is None:
+        raise ConfigError("data source 'sampler' needs a sampler to evaluate on: pass sampler=fn")
+    device = torch.device("cpu")
+    table = Instances.of(config)
+    spec = _spec(config, table, range(len(table)), device, get_loss(config.train.loss), sampler)
+    on_device = {k: v.to(device, torch.float32) for k, v in params.items()}
+    model = ToyModel(config.model.kind, **on_device)
+    step_cls = plan_steps(spec, "torch")[0][1]
+    return step_cls(spec, model, {}).held_out_loss(config.train.eval_samples)
+
+
 def estimated_seconds(configs: Sequence[RunConfig], *, step: str = "auto") -> float:
     """Estimated seconds that :func:`train_many` would take on ``configs``: each planned step's
     cost model (:meth:`Step.cost`) times the steps, with no timing. Good for ordering work (the
@@ -740,3 +758,36 @@ def _train_chunk(
         "snapshots": snapshots.tensors(),
         "steps_done": done,
     }
+
+
+# the API in reading order (the docs list it so): what a user calls first, the loop's parts after
+__all__ = [
+    "train",
+    "train_many",
+    "held_out_loss",
+    "estimated_seconds",
+    "check",
+    "StepInfo",
+    "Callback",
+    "Hook",
+    "EarlyStop",
+    "LossHistory",
+    "Snapshots",
+    "Progress",
+    "fit",
+    "StepFunction",
+    "stack_key",
+    "chunk_size",
+    "memory_budget",
+    "default_memory_budget",
+    "bytes_per_instance",
+    "resolve_device",
+    "lr_at",
+    "progress_bar",
+    "param_shapes",
+    "init_params",
+    "FlatParams",
+    "AdamFlat",
+    "BETAS",
+    "EPS",
+]

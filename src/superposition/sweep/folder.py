@@ -432,6 +432,28 @@ class SweepResult:
         for i, values in enumerate(self.sweep.points):
             yield values, self.run(i)
 
+    def to_dataframe(self) -> Any:
+        """The table as a pandas ``DataFrame``, one row per point (needs pandas: ``pip install
+        'superposition[pandas]'``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "SweepResult.to_dataframe needs pandas; install it with "
+                "pip install 'superposition[pandas]'"
+            ) from None
+        return pd.DataFrame(self.table(), columns=table_columns(self.sweep))
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{a.field}[{len(a.values)}]" for a in self.sweep.axes)
+        seeds = self.sweep.base.train.instances
+        losses = [r["best_loss"] for r in self._rows if math.isfinite(r.get("best_loss", math.nan))]
+        best = f", best loss {min(losses):.4g} to {max(losses):.4g}" if losses else ""
+        return (
+            f"SweepResult({str(self.path)!r}: {self.sweep.n_points} points over {axes}, "
+            f"{seeds} seed(s) each{best})"
+        )
+
     def _repr_html_(self) -> str:
         """Jupyter's view: the axes, the first rows of the table and a small figure (the best
         seed's geometry over the first two axes with more than one value, or best loss along
