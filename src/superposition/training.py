@@ -297,15 +297,26 @@ def fit(
     return done
 
 
-def progress_bar(total: int, desc: str, progress: bool | None) -> Any:
-    """A tqdm bar (the notebook-aware one) when ``progress`` (default: stderr is a terminal)."""
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where stderr is no terminal, yet a bar shows)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and type(get()).__name__ == "ZMQInteractiveShell"
+
+
+def progress_bar(
+    total: int, desc: str, progress: bool | None, *, unit: str = "step", **options: Any
+) -> Any:
+    """The package's one kind of progress bar: tqdm's ``auto`` bar, a widget in Jupyter and text
+    on a terminal, when ``progress`` (default: stderr is a terminal, or in a Jupyter kernel);
+    else None. ``options`` go to tqdm (``initial``, ``bar_format``, ``leave`` ...)."""
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() or in_notebook()
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc=desc, leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, **{"leave": False, **options})
 
 
 # --------------------------------------------------------------------------------------------------

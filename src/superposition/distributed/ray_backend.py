@@ -1,4 +1,4 @@
-"""A sweep's chunks as Ray tasks (``pip install 'superposition[ray]'``).
+"""A sweep's chunks as Ray tasks (``pip install 'toy-superposition[ray]'``).
 
 Each chunk is one task running :func:`superposition.sweep.train_chunk`, exactly what the local
 backend runs: it trains the chunk's points as one batched training and writes their run
@@ -18,12 +18,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 from superposition.sweep import Chunk, Report, SweepConfig, train_chunk
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster given by address to answer before giving up."""
-INSTALL_HINT = "pip install 'superposition[ray]'"
+INSTALL_HINT = install_hint("ray")
 
 
 def _train_task(out: str, sweep: dict[str, Any], points: list[int], threads: int) -> list[int]:
