@@ -140,7 +140,8 @@ def test_a_group_split_over_chunks_is_logged_once_whole() -> None:
     W = torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[3.0, 4.0]]])  # one feature each
     log.add(7, [0, 2], torch.tensor([1.0, 5.0]), W[[0, 2]])  # a chunk of rows 0 and 2
     # m / ||W||_F^2 = 2 / 25 (Section 4)
-    assert rec.calls == [(7, {f"b/{m}": v for m, v in zip(METRICS, [5.0, 5.0, 1, 2 / 25, 0])})]
+    expected = dict(zip(METRICS, [5.0, 5.0, 1, 2 / 25, 0], strict=True))
+    assert rec.calls == [(7, {f"b/{m}": v for m, v in expected.items()})]
     log.add(7, [1], torch.tensor([3.0]), W[[1]])  # the chunk with row 1 completes group a
     step, scalars = rec.calls[1]
     assert step == 7

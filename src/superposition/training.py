@@ -475,11 +475,13 @@ def train(
 ) -> Run:
     """Train every instance of ``config`` and return the :class:`Run`.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal). Callbacks are called at
-    every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its ``stop`` to
-    end training); ``hooks`` are :class:`Hook` objects for finer control (e.g. :class:`EarlyStop`).
-    ``sampler`` is the data of ``DataConfig(source="sampler")``: ``sampler(batch, generator)``
-    returns a ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter). Callbacks
+    are called at every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its
+    ``stop`` to end training); ``hooks`` are :class:`Hook` objects for finer control (e.g.
+    :class:`EarlyStop`); a logger (:mod:`superposition.loggers`) comes in as a callback,
+    :func:`superposition.loggers.run_callback`. ``sampler`` is the data of
+    ``DataConfig(source="sampler")``: ``sampler(batch, generator)`` returns a
+    ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
     (:data:`superposition.steps.STEPS`; "auto" picks the cheapest that can run the config), and the
     choice is recorded in ``Run.info["step"]``.
     """

@@ -234,9 +234,10 @@ def train_sae(
 ) -> SAERun:
     """Train every SAE instance of ``config`` on ``run``'s activations and score it.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal); callbacks are called at
-    every logging step with a :class:`SAEStepInfo`; ``logger`` (:mod:`superposition.loggers`)
-    gets each group of seeds' loss and decoder geometry (:func:`logger_callback`) at those steps.
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter);
+    callbacks are called at every logging step with a :class:`SAEStepInfo`; ``logger``
+    (:mod:`superposition.loggers`) gets each group of seeds' loss and decoder geometry
+    (:func:`logger_callback`) at those steps.
     ``path`` picks the step's implementation:
     "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
