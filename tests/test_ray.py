@@ -96,7 +96,7 @@ def test_without_ray_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     sweep = SweepConfig.from_toml_dict({"axes": {"density": [1.0]}})
-    with pytest.raises(ConfigError, match=r"pip install 'superposition\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'toy-superposition\[ray\]'"):
         run_sweep(sweep, tmp_path / "out", backend=RayBackend(), progress=False)
 
 

@@ -341,5 +341,5 @@ def test_reproduce_all_needs_plotly_before_training(
     )
     monkeypatch.setitem(sys.modules, "plotly.offline", None)  # import fails as if not installed
     code, out, err = run_cli(capsys, "reproduce", "--all", "--out", str(tmp_path / "o"))
-    assert_refused(code, err, "needs plotly", "superposition[report]")
+    assert_refused(code, err, "needs plotly", "toy-superposition[report]")
     assert calls == [] and not (tmp_path / "o").exists()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from superposition import __version__, files
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
 
@@ -151,7 +151,7 @@ def load_plotly_js() -> str:
         from plotly.offline import get_plotlyjs
     except ImportError:
         raise ConfigError(
-            "the HTML report needs plotly; install it with: pip install 'superposition[report]'"
+            f"the HTML report needs plotly; install it with: {install_hint('report')}"
         ) from None
     js: str = get_plotlyjs()
     return js

@@ -297,15 +297,26 @@ def fit(
     return done
 
 
-def progress_bar(total: int, desc: str, progress: bool | None) -> Any:
-    """A tqdm bar (the notebook-aware one) when ``progress`` (default: stderr is a terminal)."""
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where stderr is no terminal, yet a bar shows)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and type(get()).__name__ == "ZMQInteractiveShell"
+
+
+def progress_bar(
+    total: int, desc: str, progress: bool | None, *, unit: str = "step", **options: Any
+) -> Any:
+    """The package's one kind of progress bar: tqdm's ``auto`` bar, a widget in Jupyter and text
+    on a terminal, when ``progress`` (default: stderr is a terminal, or in a Jupyter kernel);
+    else None. ``options`` go to tqdm (``initial``, ``bar_format``, ``leave`` ...)."""
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() or in_notebook()
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc=desc, leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, **{"leave": False, **options})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,11 +570,13 @@ def train(
 ) -> Run:
     """Train every instance of ``config`` and return the :class:`Run`.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal). Callbacks are called at
-    every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its ``stop`` to
-    end training); ``hooks`` are :class:`Hook` objects for finer control (e.g. :class:`EarlyStop`).
-    ``sampler`` is the data of ``DataConfig(source="sampler")``: ``sampler(batch, generator)``
-    returns a ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter). Callbacks
+    are called at every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its
+    ``stop`` to end training); ``hooks`` are :class:`Hook` objects for finer control (e.g.
+    :class:`EarlyStop`); a logger (:mod:`superposition.loggers`) comes in as a callback,
+    :func:`superposition.loggers.run_callback`. ``sampler`` is the data of
+    ``DataConfig(source="sampler")``: ``sampler(batch, generator)`` returns a
+    ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
     (:data:`superposition.steps.STEPS`; "auto" picks the cheapest that can run the config), and the
     choice is recorded in ``Run.info["step"]``.
     """

@@ -14,8 +14,11 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
     fmt,
+    open_logging,
     print_interrupted,
     progress,
 )
@@ -41,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
     p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
     add_progress(p)
+    add_logging(p)
     add_dataclass_flags(p, SECTION, SAEConfig)
 
 
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunDirError(f"{source} is not a toy-model run directory (it has no config.json)")
     toy = load_run(source)
     check_sae_target(out, overwrite=args.force, hint="--force")
+    check_logging(args)
     figures: list[str] = []
 
     def draw(sae_run: Any, folder: Path) -> None:
@@ -77,8 +82,15 @@ def run(args: argparse.Namespace) -> int:
 
         figures.extend(p.name for p in draw_sae(sae_run, folder))
 
+    logger = open_logging(args, out.name, config.to_dict())
     try:
-        sae_run = train_sae(toy, config, source_path=str(source), progress=progress(args))
+        try:
+            sae_run = train_sae(
+                toy, config, source_path=str(source), progress=progress(args), logger=logger
+            )
+        finally:
+            if logger is not None:
+                logger.close()
         # the figures are drawn inside the folder before it is renamed into place: killed at any
         # moment, the command leaves a complete SAE directory (figures included) or none
         save_sae(sae_run, out, overwrite=args.force, figures=draw)

@@ -17,7 +17,10 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
+    open_logging,
     print_interrupted,
     progress,
 )
@@ -55,7 +58,7 @@ DESCRIPTION = (
     "Train every point of a sweep file and write DIR/results.csv and every point's weights, in "
     "one file or (--layout points) one run directory per point. Points that fit together train "
     "as one batched training; a rerun of the same command resumes an interrupted sweep. "
-    "--backend ray runs the chunks as Ray tasks (pip install 'superposition[ray]'); their "
+    "--backend ray runs the chunks as Ray tasks (pip install 'toy-superposition[ray]'); their "
     "results come back through Ray, so the cluster needs no shared filesystem."
 )
 
@@ -98,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Draw the sweep's figures into DIR/figures (PNG, SVG) when it is complete.",
     )
     add_progress(p)
+    add_logging(p)
     add_config_flags(p)
 
 
@@ -132,18 +136,30 @@ def run(args: argparse.Namespace) -> int:
     from superposition.distributed import backend as make_backend
     from superposition.sweep import done_points, run_sweep
 
+    if args.log is not None and args.backend != "local":
+        raise ConfigError(
+            f"--log watches training in this process, so it needs --backend local, "
+            f"not {args.backend!r}"
+        )
+    check_logging(args)
     backend = make_backend(args.backend, address=args.address)
     out = Path(args.out)
+    logger = open_logging(args, out.name, sweep.to_dict())
     try:
-        result = run_sweep(
-            sweep,
-            out,
-            backend=backend,
-            progress=progress(args),
-            force=args.force,
-            max_chunk_instances=args.chunk_instances,
-            layout=args.layout,
-        )
+        try:
+            result = run_sweep(
+                sweep,
+                out,
+                backend=backend,
+                progress=progress(args),
+                force=args.force,
+                max_chunk_instances=args.chunk_instances,
+                layout=args.layout,
+                logger=logger,
+            )
+        finally:
+            if logger is not None:
+                logger.close()
     except KeyboardInterrupt:
         done = len(done_points(out, sweep)) if (out / "sweep.json").is_file() else 0
         print_interrupted(

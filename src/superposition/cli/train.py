@@ -13,8 +13,11 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
     fmt,
+    open_logging,
     print_interrupted,
     progress,
 )
@@ -43,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--plot", action="store_true", help="Draw the run's figures into DIR/figures (PNG, SVG)."
     )
     add_progress(p)
+    add_logging(p)
     add_config_flags(p)
 
 
@@ -56,8 +60,19 @@ def run(args: argparse.Namespace) -> int:
     check([config])  # an unknown loss or source, a training set over the budget: refused now
     out = Path(args.out)
     check_target(out, overwrite=args.force, hint="--force")
+    check_logging(args)
+    logger = open_logging(args, out.name, config.to_dict())
     try:
-        trained = train(config, progress=progress(args))
+        callbacks = []
+        if logger is not None:
+            from superposition.loggers import run_callback
+
+            callbacks.append(run_callback(logger, config))
+        try:
+            trained = train(config, progress=progress(args), callbacks=callbacks)
+        finally:
+            if logger is not None:
+                logger.close()
         figures: Callable[..., object] | None = None
         if args.plot:
             from superposition.plots import draw_run

@@ -1,4 +1,4 @@
-"""A sweep's chunks as Ray tasks (``pip install 'superposition[ray]'``).
+"""A sweep's chunks as Ray tasks (``pip install 'toy-superposition[ray]'``).
 
 Each chunk is one task running :func:`superposition.sweep.train_chunk`, exactly what the local
 backend runs: it trains the chunk's points as one batched training and returns their records,
@@ -20,13 +20,13 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 from superposition.sweep import Chunk, PointRecord, Report, SweepConfig, Write, train_chunk
 from superposition.sweep.run import TRAINED_SHARE
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster given by address to answer before giving up."""
-INSTALL_HINT = "pip install 'superposition[ray]'"
+INSTALL_HINT = install_hint("ray")
 LOCAL_HINT = "check that `ray start --head` works on this machine, or run with --backend local"
 """How to see why a local Ray cluster could not start, as the one-sentence error says it."""
 

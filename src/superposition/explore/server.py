@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from superposition import files
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 from superposition.explore import page
 from superposition.explore.form import MAX_BODY, parse_form
 from superposition.explore.job import Busy, Trainer
@@ -85,8 +85,7 @@ def plotly_js() -> bytes:
         from plotly.offline import get_plotlyjs
     except ImportError:
         raise ConfigError(
-            "superposition explore draws with plotly; install it with: "
-            "pip install 'superposition[report]'"
+            f"superposition explore draws with plotly; install it with: {install_hint('report')}"
         ) from None
     return str(get_plotlyjs()).encode()
 

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from superposition.training import (
     progress_bar,
     resolve_device,
 )
+
+if TYPE_CHECKING:
+    from superposition.loggers import Logger
 
 RESAMPLE_ENCODER_SCALE = 0.2
 """Resampled encoder rows get this times the mean norm of the live ones (Bricken et al. 2023)."""
@@ -272,11 +275,15 @@ def train_sae(
     progress: bool | None = None,
     callbacks: Sequence[SAECallback] = (),
     path: str = "auto",
+    logger: "Logger | None" = None,
 ) -> SAERun:
     """Train every SAE instance of ``config`` on ``run``'s activations and score it.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal); callbacks are called at
-    every logging step with a :class:`SAEStepInfo`. ``path`` picks the step's implementation:
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter);
+    callbacks are called at every logging step with a :class:`SAEStepInfo`; ``logger``
+    (:mod:`superposition.loggers`) gets each group of seeds' loss and decoder geometry
+    (:func:`logger_callback`) at those steps.
+    ``path`` picks the step's implementation:
     "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
@@ -284,6 +291,8 @@ def train_sae(
     check(run.config, config, device)
     path = choose_path(config, device, path)
     s = setup(run, config, device)
+    if logger is not None:
+        callbacks = [*callbacks, logger_callback(logger, s.instances)]
     started = time.perf_counter()
     bar = progress_bar(config.steps, "training SAEs", progress)
     n_inst, n_lat, n_hidden = s.sae.W_dec.shape
@@ -442,6 +451,30 @@ class _Resample(Hook):
             dead = ~self.step.fired & s.sae.mask
             self.resampled += resample_dead(s.sae, self.adam, s.flat, h, dead, self.gen)
             self.step.fired.zero_()
+
+
+def logger_callback(logger: "Logger", instances: Sequence[SAEInstance]) -> SAECallback:
+    """A callback that sends each group of SAE seeds (``sae0``, ``sae1`` ..., the instances that
+    differ only by seed, in ``inst`` order) to ``logger``: the loss and the geometry of the
+    decoder rows as the dictionary's W (:func:`superposition.loggers.instance_metrics`; dead
+    latents are rows too, so ``represented`` counts the live ones)."""
+    from superposition.loggers import GroupLog
+
+    names: dict[tuple[Any, ...], str] = {}
+    groups: dict[str, list[int]] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for j, inst in enumerate(instances):
+        name = names.setdefault(inst.group_key, f"sae{len(names)}")
+        groups.setdefault(name, []).append(j)
+        values[name] = {k: v for k, v in inst.to_dict().items() if k != "seed"}
+    logger.describe(values)
+    log = GroupLog(logger, groups)
+    every = range(len(instances))
+
+    def on_log(info: SAEStepInfo) -> None:
+        log.add(info.step, every, info.loss, info.sae.W_dec)
+
+    return on_log
 
 
 class _Callbacks(Hook):

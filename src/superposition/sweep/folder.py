@@ -34,7 +34,7 @@ import numpy as np
 
 from superposition import __version__, _html, files
 from superposition.config import SECTIONS, RunConfig
-from superposition.errors import ConfigError, RunDirError
+from superposition.errors import ConfigError, RunDirError, install_hint
 from superposition.results import Run
 from superposition.sweep.grid import Axis, PathLike, SweepConfig, plain
 
@@ -434,13 +434,12 @@ class SweepResult:
 
     def to_dataframe(self) -> Any:
         """The table as a pandas ``DataFrame``, one row per point (needs pandas: ``pip install
-        'superposition[pandas]'``)."""
+        'toy-superposition[pandas]'``)."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError(
-                "SweepResult.to_dataframe needs pandas; install it with "
-                "pip install 'superposition[pandas]'"
+                f"SweepResult.to_dataframe needs pandas; install it with {install_hint('pandas')}"
             ) from None
         return pd.DataFrame(self.table(), columns=table_columns(self.sweep))
 

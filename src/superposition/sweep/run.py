@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from superposition import files
 from superposition.config import RunConfig
@@ -36,6 +36,9 @@ from superposition.sweep.folder import (
     table_csv,
 )
 from superposition.sweep.grid import PathLike, SweepConfig
+
+if TYPE_CHECKING:
+    from superposition.loggers import Logger
 
 # --------------------------------------------------------------------------------------------------
 # planning
@@ -136,15 +139,19 @@ Write = Callable[[Sequence[PointRecord]], None]
 
 
 def train_chunk(
-    sweep: SweepConfig, points: Sequence[int], report: Report | None = None
+    sweep: SweepConfig,
+    points: Sequence[int],
+    report: Report | None = None,
+    logger: "Logger | None" = None,
 ) -> list[PointRecord]:
     """Train ``points`` of ``sweep`` as one batched training and return their records.
 
     ``report`` hears progress in points as training advances (at the logging steps): nine tenths
-    of a point for training, the last tenth comes once it is written.
+    of a point for training, the last tenth comes once it is written. ``logger`` gets each
+    point's groups (``point{i}/group{g}``) loss and geometry at the logging steps.
     """
     from superposition.store import metrics_dict, run_tensors
-    from superposition.training import StepInfo, train_many
+    from superposition.training import Callback, StepInfo, train_many
 
     configs = [sweep.point_config(i) for i in points]
     steps = configs[0].train.steps
@@ -161,7 +168,17 @@ def train_chunk(
         report(done - reported)
         reported = done
 
-    runs = train_many(configs, progress=False, callbacks=(on_log,))
+    callbacks: list[Callback] = [on_log]
+    if logger is not None:
+        from superposition.loggers import toy_callback, toy_groups
+
+        groups: dict[str, range] = {}
+        offset = 0
+        for i, c in zip(points, configs, strict=True):
+            groups.update(toy_groups(c, prefix=f"point{i}/", offset=offset))
+            offset += c.n_instances
+        callbacks.append(toy_callback(logger, groups))
+    runs = train_many(configs, progress=False, callbacks=callbacks)
     return [
         {
             "point": i,
@@ -248,9 +265,13 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """In this process, chunk after chunk (each chunk uses all of torch's and numba's threads)."""
+    """In this process, chunk after chunk (each chunk uses all of torch's and numba's threads);
+    with a ``logger``, each point's loss and geometry go to it as the chunks train."""
 
     name = "local"
+
+    def __init__(self, logger: "Logger | None" = None):
+        self.logger = logger
 
     def open(self) -> int:
         return 1
@@ -259,7 +280,7 @@ class LocalBackend:
         self, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report, write: Write
     ) -> None:
         for chunk in chunks:
-            write(train_chunk(sweep, chunk.points, report))
+            write(train_chunk(sweep, chunk.points, report, self.logger))
 
     def close(self) -> None:
         pass
@@ -278,6 +299,7 @@ def run_sweep(
     force: bool = False,
     max_chunk_instances: int | None = None,
     layout: str | None = None,
+    logger: "Logger | None" = None,
 ) -> SweepResult:
     """Train every point of ``sweep`` that ``out`` does not hold yet, then write the table.
 
@@ -286,7 +308,9 @@ def run_sweep(
     ``max_chunk_instances`` caps a chunk below the memory budget (smaller chunks lose less to an
     interruption but cost a little more overall). ``layout`` is how a new folder keeps its points:
     "compact" (all in one file, the default) or "points" (a run directory each); a folder being
-    resumed keeps its own, and naming another is refused.
+    resumed keeps its own, and naming another is refused. ``logger`` (:mod:`superposition.loggers`)
+    gets every trained point's groups (``point{i}/group{g}``) loss and geometry as they train; it
+    watches training in this process, so it needs the local backend.
     """
     if max_chunk_instances is not None and (
         isinstance(max_chunk_instances, bool)
@@ -300,6 +324,13 @@ def run_sweep(
         check_layout(layout)
     _check_points(sweep)
     backend = backend if backend is not None else LocalBackend()
+    if logger is not None:
+        if not isinstance(backend, LocalBackend):
+            raise ConfigError(
+                f"a logger watches training in this process, so it needs the local backend, "
+                f"not {backend.name!r}"
+            )
+        backend.logger = logger
     started = time.perf_counter()
     root = Path(out)
     existing = check_folder(root, sweep, force=force, layout=layout)
@@ -320,6 +351,8 @@ def run_sweep(
             create_folder(root, sweep, layout)
         if todo:
             chunks = plan_chunks(sweep, todo, parallel=parallel, max_instances=max_chunk_instances)
+            if logger is not None:
+                logger.describe(_group_values(sweep, todo))
             with _bar(sweep.n_points, len(done), progress) as report:
 
                 def write(records: Sequence[PointRecord]) -> None:
@@ -349,25 +382,32 @@ def run_sweep(
     return SweepResult(root, sweep, rows, info)
 
 
+def _group_values(sweep: SweepConfig, points: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """What each logged group is: its point's axis values and its own density and importance."""
+    from superposition.loggers import toy_group_values
+
+    out: dict[str, dict[str, Any]] = {}
+    for i in points:
+        for name, values in toy_group_values(sweep.point_config(i), f"point{i}/").items():
+            out[name] = {**sweep.point_values(i), **values}
+    return out
+
+
 class _bar:
     """A progress bar over points (fractional updates while a chunk trains), or nothing."""
 
     def __init__(self, total: int, initial: int, progress: bool | None):
-        import sys
+        from superposition.training import progress_bar
 
-        self.tqdm: Any = None
-        if progress is None:
-            progress = sys.stderr.isatty()
-        if progress:
-            from tqdm.auto import tqdm
-
-            self.tqdm = tqdm(
-                total=total,
-                initial=initial,
-                unit="point",
-                desc="sweep",
-                bar_format="{l_bar}{bar}| {n:.0f}/{total} points [{elapsed}<{remaining}]",
-            )
+        self.tqdm: Any = progress_bar(
+            total,
+            "sweep",
+            progress,
+            unit="point",
+            initial=initial,
+            leave=True,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total} points [{elapsed}<{remaining}]",
+        )
 
     def __enter__(self) -> Report:
         return self.report
