@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "superposition"
 LAYERS = {
     "_types": 0, "_html": 0, "config": 0, "results": 0, "errors": 0, "files": 0,
     "data": 1, "models": 1, "losses": 1, "geometry": 1, "theory": 1, "kernels": 1,
-    "rng": 1,
+    "rng": 1, "interventions": 1,
     "training": 2, "steps": 2, "store": 2, "fastpaths": 2,
     "sweep": 3, "experiments": 3, "sae": 3,
     "plots": 4, "report": 4, "reproduce": 4,

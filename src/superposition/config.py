@@ -22,13 +22,15 @@ from superposition.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
-ModelKind = Literal["linear", "relu", "privileged", "abs"]
+ModelKind = Literal["linear", "relu", "privileged", "abs", "mlp"]
 Optimizer = Literal["adamw", "adam"]
 Schedule = Literal["constant", "linear", "cosine"]
 
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+UNTIED_KINDS: tuple[str, ...] = ("abs", "mlp")
+"""Models whose encoder and decoder are separate by construction."""
 
 
 def doc_field(default: Any, doc: str) -> Any:
@@ -286,13 +288,27 @@ class ModelConfig:
     kind: ModelKind = doc_field(
         "relu",
         "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden "
-        "layer, Section 7) or 'abs' (computation model with target |x|, Section 8).",
+        "layer, Section 7), 'abs' (computation model with target |x|, Section 8) or 'mlp' "
+        "(ReLU neurons with their own biases, untied: Jermyn et al. 2022's toy model).",
     )
     n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
     tied: bool | None = doc_field(
         None,
-        "Share W between encoder and decoder. Default: tied, except the 'abs' model, which is "
-        "always untied.",
+        "Share W between encoder and decoder. Default: tied, except the 'abs' and 'mlp' models, "
+        "which are always untied.",
+    )
+    hidden_bias_init: float | None = doc_field(
+        None,
+        "Initial value of every neuron's bias in the 'mlp' model (default 0); Jermyn et al. 2022 "
+        "find that moderately negative neuron biases go with more monosemantic neurons. Only the "
+        "'mlp' model has neuron biases.",
+    )
+
+    n_inputs: int | None = doc_field(
+        None,
+        "Input dimensions of the 'mlp' model: the features reach its neurons through a fixed "
+        "random projection to this many dimensions, as in Jermyn et al. 2022's feature decoder "
+        "(>= 1). Default: the neurons read the features themselves.",
     )
 
     def __post_init__(self) -> None:
@@ -300,14 +316,33 @@ class ModelConfig:
         check_int_at_least("n_hidden", self.n_hidden, 1)
         if self.tied is not None and not isinstance(self.tied, bool):
             raise ConfigError(f"tied must be true or false, got {self.tied!r}")
-        if self.kind == "abs" and self.tied:
+        if self.kind in UNTIED_KINDS and self.tied:
             raise ConfigError(
-                "the 'abs' model is untied by construction; leave tied unset or false"
+                f"the {self.kind!r} model is untied by construction; leave tied unset or false"
             )
+        if self.hidden_bias_init is not None:
+            if self.kind != "mlp":
+                raise ConfigError(
+                    f"hidden_bias_init applies to the 'mlp' model only, not {self.kind!r}; drop "
+                    "it or set kind = 'mlp'"
+                )
+            check_finite("hidden_bias_init", self.hidden_bias_init)
+        if self.n_inputs is not None:
+            if self.kind != "mlp":
+                raise ConfigError(
+                    f"n_inputs applies to the 'mlp' model only, not {self.kind!r}; drop it or set "
+                    "kind = 'mlp'"
+                )
+            check_int_at_least("n_inputs", self.n_inputs, 1)
 
     @property
     def is_tied(self) -> bool:
-        return self.kind != "abs" if self.tied is None else self.tied
+        return self.kind not in UNTIED_KINDS if self.tied is None else self.tied
+
+    @property
+    def has_hidden_bias(self) -> bool:
+        """Whether the neurons carry biases of their own (the 'mlp' model)."""
+        return self.kind == "mlp"
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence

@@ -210,6 +210,8 @@ def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     shapes = {"W": (inst, n, m), "b": (inst, n)}
     if not config.model.is_tied:
         shapes["W_dec"] = (inst, n, m)
+    if config.model.has_hidden_bias:
+        shapes["b_hidden"] = (inst, m)
     return shapes
 
 

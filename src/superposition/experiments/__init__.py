@@ -17,5 +17,8 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
     "adversarial",
     "privileged-basis",
     "computation",
+    "engineered-monosemanticity",
+    "steering",
 )
-"""The experiments ``superposition reproduce`` knows, in the paper's order."""
+"""The experiments ``superposition reproduce`` knows: the paper's, in its order, then open
+questions it raises, answered with follow-up work's methods."""

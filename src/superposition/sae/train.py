@@ -235,6 +235,11 @@ def train_sae(
     "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
+    if run.config.model.has_hidden_bias:
+        raise ConfigError(
+            f"SAEs read the hidden layer of the linear, relu, privileged and abs toy models; the "
+            f"{run.config.model.kind!r} model (neuron biases) is not supported yet"
+        )
     device = resolve_device(config.device)
     path = choose_path(config, device, path)
     s = setup(run, config, device)

@@ -176,7 +176,11 @@ class Step:
         # kernels and summation order by the whole tensor's shape, which would make an instance's
         # held-out loss depend (in its last bits) on the instances trained beside it
         alone = [
-            ToyModel(model.kind, **{p: v[k : k + 1] for p, v in model.params().items()})
+            ToyModel(
+                model.kind,
+                **{p: v[k : k + 1] for p, v in model.params().items()},
+                overlap=model.overlap,
+            )
             for k in range(model.W.shape[0])
         ]
         total64 = torch.zeros(len(alone), dtype=torch.float64)

@@ -54,6 +54,8 @@ class _CpuStep(Step):
         return (
             spec.device.type == "cpu"
             and spec.source == "fresh"
+            # the kernels compute the models without neuron biases (all but 'mlp')
+            and not spec.config.model.has_hidden_bias
             and isinstance(spec.loss, SquaredError)
             and numba_available()
         )
