@@ -12,6 +12,7 @@ import torch
 from superposition import geometry, interventions
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from superposition.errors import ConfigError
+from superposition.experiments import engineered_monosemanticity as em
 from superposition.experiments import steering
 from superposition.models import ToyModel
 from superposition.reproduce import redraw, reproduce
@@ -149,6 +150,11 @@ def test_antipodal_pair_ablation_moves_the_partner_by_exactly_its_overlap() -> N
     torch.testing.assert_close(delta, torch.tensor([[[0.5, -0.5], [-0.25, 0.25]]]))
     # mean |change| of the other feature over mean |change| of the ablated one
     assert float(interventions.collateral_change(delta, 0)[0]) == pytest.approx(1.0)
+    # a linear model has no output non-linearity: the read-out moves exactly as the output does
+    readout = interventions.readout_change(
+        model, x, lambda h: interventions.ablate_feature(h, W, 0)
+    )
+    torch.testing.assert_close(readout, delta)
 
 
 def test_unrepresented_feature_has_no_direction_to_ablate() -> None:
@@ -223,3 +229,30 @@ def test_quick_engineered_monosemanticity_claims_and_figures(engineered_dir: Pat
     for fig in ("monosemanticity", "neurons"):
         assert (engineered_dir / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     assert [c.to_dict() for c in redraw(engineered_dir)] == claims
+
+
+def test_quick_engineered_monosemanticity_more_neurons_lower_loss(engineered_dir: Path) -> None:
+    from superposition.reproduce import load_runs
+
+    _, runs = load_runs(engineered_dir)
+    assert set(runs) == {em.run_name(k, c0) for k in em.QUICK_NEURONS for c0 in em.BIAS_INITS}
+    for c0 in em.BIAS_INITS:
+        best = em.best_by_k(runs, c0)
+        few, many = best[min(best)], best[max(best)]
+        # k = 6 neurons for 12 features cannot undo the projection; 24 can do better
+        assert many["loss"] < few["loss"], (c0, best)
+        for row in best.values():
+            assert 0.0 <= row["share"] <= 1.0 and 0 < row["live"] <= row["k"]
+    # the negative initialisation leaves neuron biases negative on average
+    neg = runs[em.run_name(max(em.QUICK_NEURONS), em.NEGATIVE)].params["b_hidden"]
+    assert float(neg.mean()) < 0
+
+
+def test_saes_refuse_the_mlp_model() -> None:
+    from conftest import fake_run
+
+    from superposition.sae import SAEConfig, train_sae
+
+    config = RunConfig(data=DataConfig(n_features=4), model=ModelConfig(kind="mlp", n_hidden=3))
+    with pytest.raises(ConfigError, match="the 'mlp' model .* is not supported yet"):
+        train_sae(fake_run(config), SAEConfig(steps=1))

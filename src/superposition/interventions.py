@@ -83,6 +83,16 @@ def output_change(
     return model.output(edit(h)) - model.output(h)
 
 
+def readout_change(
+    model: ToyModel, x: Float[Tensor, "inst batch feat"], edit: Edit
+) -> Float[Tensor, "inst batch feat"]:
+    """How much every output's pre-activation (the read-out ``W_dec h`` before the output
+    non-linearity) moves when the hidden activation of ``x`` is edited: the interference itself,
+    before an output ReLU can hide it."""
+    h = model.hidden(x)
+    return torch.bmm(edit(h) - h, model.decoder.transpose(1, 2))
+
+
 def collateral_change(
     delta: Float[Tensor, "inst batch feat"], feature: int
 ) -> Float[Tensor, " inst"]:

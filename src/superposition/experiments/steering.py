@@ -86,7 +86,9 @@ def intervene(run: Run, samples: int = SAMPLES) -> dict[str, Tensor]:
 
     Per group: ``density``, ``superposition`` (mean Section 2 measure over represented features),
     ``represented`` (how many), ``ablation`` and ``steering`` (collateral change, mean over the
-    represented features; NaN when none is represented).
+    represented features; NaN when none is represented) and ``readout`` (the collateral change
+    of ablation measured on the outputs' pre-activations, before the output ReLU: reported
+    beside the claims, not checked).
     """
     cfg = run.config
     best = run.best()
@@ -105,6 +107,7 @@ def intervene(run: Run, samples: int = SAMPLES) -> dict[str, Tensor]:
     n_groups, n = live.shape
     ablation = torch.zeros(n_groups, n)
     steering = torch.zeros(n_groups, n)
+    readout = torch.zeros(n_groups, n)
     with torch.no_grad():
         for i in range(n):
             if not bool(live[:, i].any()):
@@ -120,7 +123,11 @@ def intervene(run: Run, samples: int = SAMPLES) -> dict[str, Tensor]:
                 off,
                 functools.partial(interventions.steer_feature, W=W, feature=i, alpha=ALPHA),
             )
+            d_read = interventions.readout_change(
+                model, on, functools.partial(interventions.ablate_feature, W=W, feature=i)
+            )
             ablation[:, i] = interventions.collateral_change(d_abl, i)
+            readout[:, i] = interventions.collateral_change(d_read, i)
             steering[:, i] = interventions.collateral_change(d_steer, i)
     count = live.sum(-1)
 
@@ -134,6 +141,7 @@ def intervene(run: Run, samples: int = SAMPLES) -> dict[str, Tensor]:
         "represented": count,
         "ablation": mean_over_live(ablation),
         "steering": mean_over_live(steering),
+        "readout": mean_over_live(readout),
     }
 
 
@@ -147,8 +155,10 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
     dense, sparse = int(torch.argmax(dens)), int(torch.argmin(dens))
     table = "; ".join(
         f"1-S={float(d):g}: superposition {float(s):.2f}, ablation {float(a):.3f}, "
-        f"steering {float(st):.3f}"
-        for d, s, a, st in zip(dens, sup, sweep["ablation"], sweep["steering"], strict=True)
+        f"steering {float(st):.3f}, ablation before the output ReLU {float(r):.3f}"
+        for d, s, a, st, r in zip(
+            dens, sup, sweep["ablation"], sweep["steering"], sweep["readout"], strict=True
+        )
     )
     out = [
         Claim(

@@ -19,7 +19,8 @@ def _describe(run: Run) -> str:
 
 def collateral(sweep: Run, orthogonal: Run) -> Figure:
     """Left: collateral change of ablation and steering against density (log axis, sparser to
-    the right), with the dense orthogonal model's as a reference line. Right: mean superposition
+    the right), ablation's measured before the output ReLU too (grey, dashed), with the dense
+    orthogonal model's as reference lines. Right: mean superposition
     of the represented features against density."""
     a = exp.intervene(sweep)
     o = exp.intervene(orthogonal)
@@ -27,6 +28,13 @@ def collateral(sweep: Run, orthogonal: Run) -> Figure:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(dens, a["ablation"].numpy(), "o-", color="C3", label="ablation")
     left.plot(dens, a["steering"].numpy(), "s-", color="C0", label=f"steering (+{exp.ALPHA:g} W_i)")
+    left.plot(
+        dens,
+        a["readout"].numpy(),
+        "^--",
+        color="0.5",
+        label="ablation, before the output ReLU (not a claim)",
+    )
     n_o = orthogonal.config.data.n_features
     for what, colour in (("ablation", "C3"), ("steering", "C0")):
         left.axhline(
