@@ -7,6 +7,7 @@ artefact, test-artifacts/report.png.
 """
 
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
@@ -110,3 +111,41 @@ def test_report_renders_in_chromium_offline(report_path: Path) -> None:
     assert console_errors == [], console_errors
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {shot}")
+
+
+@pytest.mark.slow
+def test_a_results_folder_named_like_a_script_gives_plain_file_links(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A results folder named ``javascript:...``: the report's figure links are relative,
+    percent-encoded file links; clicking one opens the PNG and runs no script."""
+    base = tmp_path_factory.mktemp("hostile")
+    results = base / "javascript:alert(document.title)"
+    reproduce("intro", results, quick=True, progress=False)
+    report = build_report(results, out=base / "report.html")
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(report.as_uri(), wait_until="load")
+            title = page.title()
+            links = page.eval_on_selector_all(
+                "figure.static figcaption a",
+                "els => els.map(a => [a.getAttribute('href'), a.href])",
+            )
+            assert links, "the report has no figure links"
+            for raw, resolved in links:
+                assert raw.startswith("./javascript%3Aalert%28document.title%29/"), raw
+                assert resolved.startswith("file://"), resolved
+                target = Path(unquote(urlsplit(resolved).path))
+                assert target.is_file() and target.is_relative_to(results), target
+            page.click("figure.static figcaption a >> nth=0")
+            page.wait_for_load_state("load")
+            assert page.url.startswith("file://") and page.url.endswith(".png"), page.url
+            page.go_back(wait_until="load")
+            assert page.title() == title
+        finally:
+            browser.close()
+    assert dialogs == []

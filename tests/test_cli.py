@@ -108,6 +108,22 @@ def test_subprocess_train_and_inspect_json(tmp_path):
     assert torch.allclose(torch.tensor(doc["feature_norms"]), run.W.norm(dim=-1), atol=1e-6)
 
 
+def test_example_train_toml_trains(tmp_path, capsys):
+    """examples/train.toml (the README's `train` example) is accepted and trains as it says."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "train.toml"
+    out_dir = tmp_path / "intro"
+    code, out, err = run_cli(
+        capsys, "train", str(example), "--steps", "30", "--batch-size", "64",
+        "--eval-samples", "500", "--no-progress", "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, err
+    run = load_run(out_dir)
+    assert run.config.data.density == (1.0, 0.1, 0.03)
+    assert run.config.model.kind == "relu" and run.config.model.n_hidden == 2
+    assert run.n_instances == 12 and run.config.train.steps == 30
+    assert "3 group(s) x 4 seed(s)" in out
+
+
 def test_toml_with_flag_override(tmp_path, capsys):
     toml = tmp_path / "cfg.toml"
     toml.write_text(
@@ -325,7 +341,7 @@ def test_inspect_shape_mismatch(saved, capsys):
     (saved / "config.json").write_text(json.dumps(raw))
     code, _, err = run_cli(capsys, "inspect", str(saved))
     assert_refused(
-        code, err, "weights.safetensors has W of shape [4, 5, 2] but config.json says [4, 6, 2]"
+        code, err, "weights.safetensors has W of shape [4, 5, 2] but config.json says n_features=6"
     )
 
 
@@ -340,7 +356,7 @@ def test_inspect_wrong_tensor_shape(saved, capsys):
     tensors["b"] = tensors["b"][:, :3].contiguous()
     save_file(tensors, str(saved / "weights.safetensors"))
     code, _, err = run_cli(capsys, "inspect", str(saved))
-    assert_refused(code, err, "b of shape [4, 3]", "(instances, n_features)")
+    assert_refused(code, err, "b of shape [4, 3]", "[inst, feat]")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -359,8 +375,8 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
 
     calls = []
 
-    def fake(name, out, *, quick, force, progress):  # type: ignore[no-untyped-def]
-        calls.append((name, out, quick, force, progress))
+    def fake(name, out, *, quick, force, progress, workers):  # type: ignore[no-untyped-def]
+        calls.append((name, out, quick, force, progress, workers))
         return out / name, [Claim("Introduction", "a claim", "measured 1", True)]
 
     monkeypatch.setattr(reproduce, "reproduce", fake)
@@ -368,6 +384,57 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
         capsys, "reproduce", "intro", "--out", str(tmp_path), "--quick", "--force", "--no-progress"
     )
     assert code == 0, err
-    assert calls == [("intro", tmp_path, True, True, False)]
     assert "[holds] Introduction: a claim" in out
     assert str(tmp_path / "intro") in out
+    code, out, err = run_cli(capsys, "reproduce", "intro", "--out", str(tmp_path), "--workers", "2")
+    assert code == 0, err
+    assert calls == [
+        ("intro", tmp_path, True, True, False, None),
+        ("intro", tmp_path, False, False, None, 2),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_reproduce_refuses_a_bad_worker_count(tmp_path, capsys, bad):
+    code, _, err = run_cli(
+        capsys, "reproduce", "intro", "--out", str(tmp_path / "o"), "--workers", bad
+    )
+    assert_refused(code, err, f"--workers must be a whole number >= 1, got '{bad}'")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "file, edit, words",
+    [
+        ("config.json", lambda t: t.replace('"seed": 0', '"seed": ' + "9" * 5000),
+         ["config.json has a number of 5000 characters"]),
+        ("metrics.json", lambda t: "[" * 100_000 + "]" * 100_000,
+         ["metrics.json nests arrays and objects 100000 deep"]),
+        ("config.json", lambda t: t.replace('"n_features": 5', '"n_features": 1000000000'),
+         ["W of shape [4, 5, 2] but config.json says n_features=1000000000"]),
+        ("metrics.json", lambda t: t.replace('"loss": [', '"loss": [1e400, ', 1),
+         ["metrics.json has the number 1e400, too large for a float"]),
+    ],
+)  # fmt: skip
+def test_inspect_hostile_json_is_one_sentence(saved, capsys, file, edit, words):
+    path = saved / file
+    path.write_text(edit(path.read_text()))
+    code, _, err = run_cli(capsys, "inspect", str(saved))
+    assert_refused(code, err, str(saved), *words)
+
+
+def test_inspect_on_an_sae_folder_says_what_it_is(saved, capsys):
+    raw = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**raw, "kind": "sae"}))
+    code, _, err = run_cli(capsys, "inspect", str(saved))
+    assert_refused(code, err, "is an SAE directory written by `superposition sae`", "load_sae")
+    assert "unknown key" not in err
+
+
+def test_history_shape_errors_name_the_axes(saved, capsys):
+    tensors = load_file(str(saved / "history.safetensors"))
+    tensors["loss"] = tensors["loss"][:, :3].contiguous()
+    save_file(tensors, str(saved / "history.safetensors"))
+    code, _, err = run_cli(capsys, "inspect", str(saved))
+    assert_refused(code, err, "history.safetensors has loss of shape", "[log, inst]")
+    assert "n_features" not in err

@@ -55,6 +55,20 @@ def test_plot_on_a_fresh_run_and_on_a_sweep(tmp_path, capsys):
     _check_figures(again, ("phase-diagram",))
     assert any(p.name.startswith("heatmap-") for p in again.iterdir())
 
+    # the same sweep with a run directory per point draws the same figures, pixel for pixel
+    points_dir = tmp_path / "sweep-points"
+    code, _, err = run_cli(capsys, "sweep", str(sweep_file), "--out", str(points_dir),
+                           "--no-progress", "--layout", "points")  # fmt: skip
+    assert code == 0, err
+    assert (points_dir / "points").is_dir() and not (sweep_dir / "points").exists()
+    from_points = tmp_path / "from-points"
+    code, _, err = run_cli(capsys, "plot", str(points_dir), "--out", str(from_points))
+    assert code == 0, err
+    pngs = sorted(p.name for p in again.glob("*.png"))
+    assert pngs == sorted(p.name for p in from_points.glob("*.png")) and len(pngs) >= 2
+    for name in pngs:
+        assert (from_points / name).read_bytes() == (again / name).read_bytes(), name
+
 
 def test_plot_refuses_a_folder_that_is_neither_and_writes_nothing(tmp_path, capsys):
     plain = tmp_path / "plain"

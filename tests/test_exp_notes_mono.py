@@ -81,9 +81,12 @@ def test_mlp_config_errors() -> None:
         ModelConfig(kind="relu", hidden_bias_init=-0.1)
     with pytest.raises(ConfigError, match="hidden_bias_init must be a finite number, got nan"):
         ModelConfig(kind="mlp", hidden_bias_init=float("nan"))
-    with pytest.raises(ConfigError, match="the 'mlp' model is untied by construction"):
-        ModelConfig(kind="mlp", tied=True)
-    assert not ModelConfig(kind="mlp").is_tied
+    with pytest.raises(ConfigError, match="n_inputs must be an integer >= 1, got 0"):
+        ModelConfig(kind="mlp", n_inputs=0)
+    with pytest.raises(ConfigError, match="n_inputs applies to the 'mlp' model only"):
+        ModelConfig(kind="privileged", n_inputs=3)
+    plain = ModelConfig(kind="mlp")
+    assert plain.is_plain and not plain.has_hidden_bias and not plain.is_tied
 
 
 # --------------------------------------------------------------------------------------------------

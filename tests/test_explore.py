@@ -4,12 +4,13 @@ headless Chromium.
 The server runs in-process on a free port. Over plain HTTP: the status, training a 5-in-2 model
 and saving it as a loadable run directory, figures that change while a longer training runs, a
 second training refused while one runs, stopping, the time limit, and bad input (bad and
-non-numeric values, bounds, malformed requests, foreign hosts, too many connections) answered with
-a message and nothing written. In the browser: set the form, train, see the figures drawn, save,
-stop a long training, and get a message on the page for a bad value (screenshot:
-test-artifacts/explore.png).
+non-numeric values, bounds, malformed or hostile JSON, foreign hosts, too many connections,
+clients that send slowly) answered with a message and nothing written. In the browser: set the
+form, train, see the figures drawn, save, stop a long training, and get a message on the page for
+a bad value (screenshot: test-artifacts/explore.png).
 """
 
+import contextlib
 import json
 import signal
 import socket
@@ -29,7 +30,12 @@ from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from superposition.cli import main
 from superposition.explore.form import MAX_BODY, MAX_WORK, parse_form
-from superposition.explore.server import MAX_CONNECTIONS, ExploreServer, start_server
+from superposition.explore.server import (
+    MAX_CONNECTIONS,
+    MAX_SERVING,
+    ExploreServer,
+    start_server,
+)
 from superposition.store import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,6 +303,75 @@ def test_too_many_connections_get_503_and_serving_goes_on(server: ExploreServer)
     while request(server, "GET", "/api/status")[0] != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+@pytest.fixture
+def quick_deadline(tmp_path: Path) -> Iterator[ExploreServer]:
+    """An explorer that gives each client 1.5 s to send its whole request."""
+    srv = start_server(0, tmp_path / "runs", warm_up=False, request_deadline=1.5)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.close()
+    thread.join(10)
+
+
+def test_slow_clients_neither_starve_requests_nor_outlast_the_deadline(
+    quick_deadline: ExploreServer,
+) -> None:
+    srv = quick_deadline
+    # more slow clients than there are slots, each sending one header byte every 0.2 s: none of
+    # them ever finishes its request, and none may hold a slot while it sends
+    slow = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(MAX_SERVING + 8)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for i in range(50):
+            for s in slow:
+                with contextlib.suppress(OSError):
+                    s.send(b"GET /api/status HTTP/1.0\r\nX-Slow: "[i : i + 1] or b"x")
+            if stop.wait(0.2):
+                return
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        time.sleep(0.3)  # every slow client has started its request
+        for _ in range(8):
+            start = time.monotonic()
+            code, doc = request(srv, "GET", "/api/status")
+            assert code == 200 and doc["state"] == "idle", (code, doc)
+            assert time.monotonic() - start < 1.0
+        # the deadline is for the whole request, not for each read: the slow clients, though
+        # they never pause for long, are answered 408 and cut off after about 1.5 s
+        for s in slow:
+            s.settimeout(5.0)
+            answer = s.recv(4096)
+            assert answer.startswith(b"HTTP/1.0 408"), answer
+    finally:
+        stop.set()
+        sender.join(5)
+        for s in slow:
+            s.close()
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"[" * 5000 + b"]" * 5000, "nests arrays and objects 5000 deep"),
+        (b'{"n_features": ' + b"9" * 5000 + b"}", "number of 5000 characters"),
+        (b'{"n_features": 1e400}', "too large for a float"),
+        (b'{"n_features": NaN}', "not a JSON number"),
+    ],
+)
+def test_hostile_json_bodies_get_400_and_no_traceback(
+    quick_deadline: ExploreServer, capsys: pytest.CaptureFixture[str], body: bytes, words: str
+) -> None:
+    assert len(body) <= MAX_BODY
+    code, doc = request(quick_deadline, "POST", "/api/train", raw=body)
+    assert code == 400 and words in doc["error"], doc
+    assert doc["error"].startswith("the request body ")
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_a_failing_training_or_route_gets_a_sentence_not_a_traceback(

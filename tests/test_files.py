@@ -84,8 +84,9 @@ def test_atomic_file_leaves_the_old_file_on_error(tmp_path: Path) -> None:
 
 
 def test_atomic_file_refuses_a_writer_that_wrote_nothing(tmp_path: Path) -> None:
-    with pytest.raises(RunDirError, match="nothing was written"), files.atomic_file(
-        tmp_path / "x.txt"
+    with (
+        pytest.raises(RunDirError, match="nothing was written"),
+        files.atomic_file(tmp_path / "x.txt"),
     ):
         pass
     assert list(tmp_path.iterdir()) == []
@@ -200,3 +201,68 @@ def test_importing_files_loads_no_torch() -> None:
     code = "import sys, superposition.files; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stale_temporary_files_go_but_a_live_writers_stay(tmp_path: Path) -> None:
+    target = tmp_path / "results.csv"
+    dead = tmp_path / ".results.tmp-999999999-0badc0de.csv"  # no such process
+    alive = tmp_path / f".results.tmp-{os.getppid()}-0badc0de.csv"  # our parent's
+    other = tmp_path / ".notes.tmp-999999999-0badc0de.csv"  # another file's: not ours to judge
+    for p in (dead, alive, other):
+        p.write_text("half")
+    files.write_text(target, "whole")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["results.csv", alive.name, other.name])
+    # a resumed sweep sweeps its whole folder: files and folders of dead writers, any name
+    (tmp_path / ".0003.tmp-999999999-0badc0de").mkdir()
+    (tmp_path / ".results.csv.tmp-999999999-0badc0de").write_text("half")
+    files.remove_stale_in(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.csv", alive.name])
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[" * 65 + "]" * 65, "nests arrays and objects 65 deep; at most 64"),
+        ('["[[[[", {"a": "]]]"}]', None),  # brackets inside strings do not count
+        ("1" * 101, "a number of 101 characters"),
+        ("-1e400", "the number -1e400, too large for a float"),
+        ("[1, Infinity]", "has Infinity, which is not a JSON number"),
+        ("NaN", "has NaN, which is not a JSON number"),
+    ],
+)
+def test_parse_json_bounds_depth_digits_and_range(text: str, words: str | None) -> None:
+    if words is None:
+        assert files.parse_json(text, "doc") == ["[[[[", {"a": "]]]"}]
+        return
+    with pytest.raises(RunDirError) as info:
+        files.parse_json(text, "somewhere/doc.json")
+    assert str(info.value).startswith("somewhere/doc.json ") and words in str(info.value)
+
+
+def test_read_json_refuses_a_file_over_the_size_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0, " * 100 + "0]")
+    monkeypatch.setattr(files, "MAX_JSON_BYTES", 100)
+    with pytest.raises(RunDirError, match=r"big\.json is 303 bytes long; JSON of at most 100"):
+        files.read_json(big)
+
+
+def test_safetensors_shapes_reads_the_header_alone(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    files.write_safetensors(path, {"W": torch.zeros(2, 3, 4), "b": torch.zeros(2, 3)})
+    assert files.safetensors_shapes(path) == {"W": (2, 3, 4), "b": (2, 3)}
+    path.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    with pytest.raises(RunDirError, match="bad header"):
+        files.safetensors_shapes(path)
+
+
+@pytest.mark.parametrize(
+    "name, plain",
+    [("run-1", True), ("a b", True), ("", False), (".", False), ("..", False), (".hidden", False),
+     ("../../x", False), ("a/b", False), ("a\\b", False), ("a\0b", False)],
+)  # fmt: skip
+def test_is_plain_name(name: str, plain: bool) -> None:
+    assert files.is_plain_name(name) is plain

@@ -14,6 +14,8 @@ VARIANTS = [
     ("privileged", True),
     ("privileged", False),
     ("abs", False),
+    ("mlp", False),
+    ("mlp", True),
 ]
 
 

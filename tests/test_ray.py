@@ -1,7 +1,10 @@
 """The Ray backend on a real local cluster: its result equals the local backend's bit for bit."""
 
 import os
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,5 +96,90 @@ def test_without_ray_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     sweep = SweepConfig.from_toml_dict({"axes": {"density": [1.0]}})
-    with pytest.raises(ConfigError, match=r"pip install 'superposition\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'toy-superposition\[ray\]'"):
         run_sweep(sweep, tmp_path / "out", backend=RayBackend(), progress=False)
+
+
+def test_ray_that_cannot_start_is_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what Ray raises when it cannot start a local cluster (here: its temporary folder cannot be
+    # made) is not one of a few known types: any of them becomes the sentence
+    def cannot_start(**kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "/proc/nope")
+
+    shutdowns: list[bool] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", cannot_start)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(True))
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP_TOML)
+    out = tmp_path / "out"
+    code = main(["sweep", str(spec), "--out", str(out), "--backend", "ray", "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith(
+        "error: Ray could not start a local cluster (FileNotFoundError: [Errno 2] No such file or "
+        "directory: '/proc/nope'); check that `ray start --head` works on this machine"
+    )
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert shutdowns == [True]  # whatever Ray started half-way is stopped
+    assert not out.exists()
+
+
+def _server(reply: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    """A TCP server on a free local port that answers every connection with ``reply`` (or says
+    nothing)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer(conn: socket.socket) -> None:
+        if reply is not None:
+            conn.sendall(reply)
+        time.sleep(2)  # then hang up
+        conn.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize(
+    "reply", [b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 400 Bad Request\r\n", None]
+)
+def test_an_address_that_is_not_ray_is_refused_quickly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reply: bytes | None
+) -> None:
+    from superposition.distributed.ray_backend import RayBackend
+
+    server, _ = _server(reply)
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        started = time.perf_counter()
+        with pytest.raises(ConfigError) as info:
+            RayBackend(address, connect_timeout_s=1.0).open()
+        assert time.perf_counter() - started < 3.0  # ray.init would retry for minutes
+        assert str(info.value) == (
+            f"Ray could not start: something answers at {address} but it is not a Ray cluster "
+            f"(it does not speak gRPC); check it with `ray status --address {address}`, or run "
+            "with --backend local"
+        )
+        if reply is not None:  # the command line says the same, exit 2, nothing written
+            spec = tmp_path / "sweep.toml"
+            spec.write_text(SWEEP_TOML)
+            out = tmp_path / "out"
+            argv = ["sweep", str(spec), "--out", str(out), "--backend", "ray", "--address"]
+            assert main([*argv, address, "--no-progress"]) == 2
+            assert "it does not speak gRPC" in capsys.readouterr().err
+            assert not out.exists()
+    finally:
+        server.close()

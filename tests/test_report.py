@@ -93,8 +93,8 @@ def test_report_renders_the_present_experiments_and_says_what_is_missing(partial
     assert 'data-figure="polygons"' in intro
     assert intro.count("Plotly.newPlot") == 1
     assert 'src="data:image/png;base64,iVBORw0KGgo' in intro
-    assert 'href="intro/figures/polygons.png"' in intro
-    assert 'href="intro/figures/polygons.svg"' in intro
+    assert 'href="./intro/figures/polygons.png"' in intro
+    assert 'href="./intro/figures/polygons.svg"' in intro
 
     for name in EXPERIMENT_NAMES[1:]:
         assert 'class="missing-box"' in parts[name], name
@@ -166,9 +166,7 @@ def test_redraw_rebuilds_missing_figures_and_claims_from_the_runs(partial: Path)
 
 
 @pytest.mark.slow
-def test_the_report_is_written_atomically(
-    partial: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_report_is_written_atomically(partial: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = partial / REPORT_FILE
     target.write_text("the previous report")
 
@@ -270,7 +268,7 @@ def test_reproduce_all_refuses_existing_results_before_training_anything(
 
     calls: list[str] = []
     monkeypatch.setattr(
-        reproduce_module, "reproduce", lambda name, *a, **k: calls.append(name)
+        reproduce_module, "reproduce_many", lambda names, *a, **k: calls.extend(names)
     )
     before = {p: p.stat().st_mtime_ns for p in partial.rglob("*")}
     code, out, err = run_cli(capsys, "reproduce", "--all", "--out", str(partial), "--quick")
@@ -291,18 +289,27 @@ def test_reproduce_all_runs_every_available_experiment_in_order_then_the_report(
     report at the end. The stand-in 'trains' intro by copying the shared result."""
     from superposition import reproduce as reproduce_module
 
-    calls: list[tuple[str, bool, bool]] = []
+    calls: list[tuple[str, bool, bool, int | None]] = []
 
-    def fake(name: str, out: Path, *, quick: bool, force: bool, progress: bool | None):  # type: ignore[no-untyped-def]
-        calls.append((name, quick, force))
-        if name == "intro":
-            shutil.copytree(results / "intro", out / "intro")
-        return out / name, []
+    def fake(names, out, *, quick, force, progress, workers, on_done):  # type: ignore[no-untyped-def]
+        for name in names:
+            calls.append((name, quick, force, workers))
+            if name == "intro":
+                shutil.copytree(results / "intro", out / "intro")
+            on_done(name, out / name, [])
 
-    monkeypatch.setattr(reproduce_module, "reproduce", fake)
+    monkeypatch.setattr(reproduce_module, "reproduce_many", fake)
     out_dir = tmp_path / "all"
     code, out, err = run_cli(
-        capsys, "reproduce", "--all", "--out", str(out_dir), "--quick", "--no-progress"
+        capsys,
+        "reproduce",
+        "--all",
+        "--out",
+        str(out_dir),
+        "--quick",
+        "--no-progress",
+        "--workers",
+        "3",
     )
     assert code == 0, err
     available, skipped = [], []
@@ -312,7 +319,8 @@ def test_reproduce_all_runs_every_available_experiment_in_order_then_the_report(
             available.append(name)
         except Exception:
             skipped.append(name)
-    assert calls == [(name, True, False) for name in available]
+    assert calls == [(name, True, False, 3) for name in available]
+    assert f"== {len(available)}/{len(available)} {available[-1]}" in out
     for name in skipped:
         assert f"skipping {name}: not available in this version yet" in out
     assert f"report: {out_dir / REPORT_FILE}" in out
@@ -328,8 +336,10 @@ def test_reproduce_all_needs_plotly_before_training(
     from superposition import reproduce as reproduce_module
 
     calls: list[str] = []
-    monkeypatch.setattr(reproduce_module, "reproduce", lambda name, *a, **k: calls.append(name))
+    monkeypatch.setattr(
+        reproduce_module, "reproduce_many", lambda names, *a, **k: calls.extend(names)
+    )
     monkeypatch.setitem(sys.modules, "plotly.offline", None)  # import fails as if not installed
     code, out, err = run_cli(capsys, "reproduce", "--all", "--out", str(tmp_path / "o"))
-    assert_refused(code, err, "needs plotly", "superposition[report]")
+    assert_refused(code, err, "needs plotly", "toy-superposition[report]")
     assert calls == [] and not (tmp_path / "o").exists()

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from superposition import _html, geometry
@@ -255,3 +256,78 @@ def test_views_load_no_plotting_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert out.stdout.strip() == ""
+
+
+def test_summary_names_rows_by_the_runs_instances() -> None:
+    run = made_up_run()
+    chosen = [3, 1]
+    by_run = geometry.summary(run.select(chosen))._repr_html_()
+    by_list = geometry.summary(run.W[chosen], instances=chosen)._repr_html_()
+    for h in (by_run, by_list):
+        assert "instance 3: " in h and "instance 1: " in h and "instance 0: " not in h
+    whole = geometry.summary(run)
+    assert whole.instances == list(range(run.n_instances))
+    assert whole == geometry.summary(run.W)  # the same plain dict either way
+
+
+# --------------------------------------------------------------------------------------------------
+# text forms (print, the REPL): a few lines whatever the size, no tensor dumped
+
+
+def test_run_repr_is_short_and_says_what_matters() -> None:
+    config = RunConfig(
+        data=DataConfig(n_features=20, density=(1.0, 0.1, 0.01), importance_decay=(0.7,)),
+        model=ModelConfig(kind="relu", n_hidden=5),
+        train=TrainConfig(instances=8, steps=300, device="cpu"),
+    )
+    gen = torch.Generator().manual_seed(0)
+    run = Run(
+        config=config,
+        params={"W": torch.randn(24, 20, 5, generator=gen), "b": torch.zeros(24, 20)},
+        loss=torch.linspace(0.01, 0.03, 24),
+        history_steps=torch.arange(3),
+        history_loss=torch.rand(3, 24, generator=gen),
+    )
+    text = repr(run)
+    assert len(text) < 600 and len(text.splitlines()) <= 8
+    assert "tensor(" not in text
+    assert "relu, tied: 20 features in 5 dimensions, 24 instances = 3 group(s) x 8 seed(s)" in text
+    assert "density=[1.0, 0.1, 0.01], importance_decay=0.7" in text
+    assert "W [24, 20, 5], b [24, 20]" in text
+    assert "min 0.01, median 0.01957, max 0.03" in text
+    chosen = repr(run.select([5, 17]))
+    assert "2 instances = selected from the config's 24" in chosen
+    assert "selected instances: [5, 17]" in chosen
+
+
+def test_sweep_result_repr_is_short() -> None:
+    result = made_up_result(grid_sweep(40, 40), "antipodal pair")
+    text = repr(result)
+    assert len(text) < 300
+    assert "1600 points over density[40], relative_importance[40], 2 seed(s) each" in text
+    assert "best loss 0.001 to 1.6" in text
+
+
+def test_sweep_result_as_dataframe() -> None:
+    result = made_up_result(grid_sweep(3, 2), "antipodal pair")
+    frame = result.to_dataframe()
+    assert list(frame.columns) == table_columns(result.sweep)
+    assert len(frame) == 6
+    assert frame["best_loss"].tolist() == [row["best_loss"] for row in result.table()]
+    assert frame.loc[5, "relative_importance"] == result.table()[5]["relative_importance"]
+
+
+def test_dataframe_without_pandas_names_the_extra(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pandas(name: str, *args: object, **kwargs: object) -> object:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("No module named 'pandas'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pandas)
+    result = made_up_result(grid_sweep(2, 0), "x")
+    with pytest.raises(ImportError, match=r"pip install 'superposition\[pandas\]'"):
+        result.to_dataframe()

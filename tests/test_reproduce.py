@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, RunDirError
 from superposition.reproduce import redraw, reproduce
 
 
@@ -73,3 +73,14 @@ def test_a_folder_that_is_not_ours_is_never_replaced(tmp_path):
     with pytest.raises(ConfigError, match="not a reproduced experiment"):
         reproduce("intro", tmp_path, quick=True, force=True, progress=False)
     assert (tmp_path / "intro" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["../../../../somewhere", "/etc", "a/b", "..", ".hidden", ""])
+def test_experiment_runs_must_be_plain_names_inside_runs(tmp_path: Path, name: str) -> None:
+    from superposition.reproduce import EXPERIMENT_FILE, load_runs
+
+    folder = tmp_path / "intro"
+    (folder / "runs").mkdir(parents=True)
+    (folder / EXPERIMENT_FILE).write_text(json.dumps({"name": "intro", "runs": [name]}))
+    with pytest.raises(RunDirError, match="run names must be plain folder names inside"):
+        load_runs(folder)

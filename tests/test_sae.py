@@ -4,6 +4,7 @@ the SAE directory and the command line."""
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,6 +348,14 @@ def sae_run(toy_run):
                      source_path="somewhere")  # fmt: skip
 
 
+def test_repr_is_short(sae_run):
+    text = repr(sae_run)
+    assert len(text) < 700 and "tensor(" not in text
+    assert f"SAERun({sae_run.n_instances} SAE instances on toy instances" in text
+    assert "from somewhere" in text
+    assert "W_dec [" in text and "mmcs: min " in text
+
+
 def test_save_load_round_trip(sae_run, tmp_path):
     path = save_sae(sae_run, tmp_path / "sae")
     assert is_sae_dir(path)
@@ -446,8 +455,12 @@ def test_cli_help_documents_every_field(capsys):
         (["--architecture", "dense"], ["architecture", "'dense'"]),
         (["--steps", "many"], ["--steps", "'many'"]),
         (["--instance", "9"], ["instance", "9"]),
+        (["--k", "2"], ["--k applies to topk SAEs only, not to relu_l1"]),
+        (["--architecture", "topk", "--l1-coefficient", "0.5"],
+         ["--l1-coefficient applies to relu_l1 and jumprelu SAEs only, not to topk"]),
+        (["--threshold-init", "0.1"], ["--threshold-init applies to jumprelu SAEs only"]),
     ],
-)
+)  # fmt: skip
 def test_cli_bad_values_exit_2_and_write_nothing(toy_dir, tmp_path, capsys, flags, words):
     out = tmp_path / "sae"
     code, _, err = run_cli(capsys, "sae", toy_dir, "--out", out, "--steps", "5", *flags)
@@ -550,3 +563,31 @@ def test_both_paths_learn_the_same_dictionary(toy_run, path):
                                  l1_coefficient=(0.03,)), path=path)  # fmt: skip
     assert r.info["path"] == path
     assert float(r.scores["fvu"][0]) < 0.05
+
+
+def test_cli_the_folder_appears_only_with_its_figures(toy_dir, tmp_path, capsys, monkeypatch):
+    from superposition import files
+    from superposition.plots import sae as sae_plots
+
+    argv = ("sae", toy_dir, "--out", tmp_path / "sae", "--seeds", "1", "--steps", "20",
+            "--batch-size", "64", "--eval-samples", "200", "--snapshots", "2", "--no-progress",
+            "--device", "cpu")  # fmt: skip
+    seen: list[list[str]] = []
+    rename = files.move_into_place
+
+    def look_then_rename(tmp: Path, target: Path) -> None:
+        seen.append(sorted(p.name for p in (tmp / "figures").iterdir()))
+        rename(tmp, target)
+
+    monkeypatch.setattr(files, "move_into_place", look_then_rename)
+    assert run_cli(capsys, *argv)[0] == 0
+    assert seen == [["decoder_directions.png", "recovery.png", "training.gif"]]
+
+    def killed(*args: object, **kwargs: object) -> None:  # stopped while drawing the last figure
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sae_plots, "save_animation", killed)
+    out = tmp_path / "again"
+    code, _, err = run_cli(capsys, *argv[:3], out, *argv[4:])
+    assert code == 130 and "nothing was saved" in err
+    assert not out.exists() and not list(tmp_path.glob(".again*"))

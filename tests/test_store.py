@@ -224,9 +224,10 @@ def test_shape_mismatch_names_both_shapes(saved):
     edit_json(saved / "config.json", lambda raw: raw["model"].update(n_hidden=3))
     with pytest.raises(RunDirError) as err:
         load_run(saved)
+    # refused from the file's header, before the config is built (see check_stored_sizes)
     assert str(err.value) == (
-        "weights.safetensors has W of shape [4, 5, 2] but config.json says [4, 5, 3] "
-        "(instances, n_features, n_hidden)"
+        f"{saved / 'weights.safetensors'} has W of shape [4, 5, 2] but config.json says "
+        "n_hidden=3 (axes [inst, feat, hidden])"
     )
 
 

@@ -12,16 +12,19 @@ import torch
 
 from superposition.cli import main
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, RunDirError
 from superposition.store import load_run
 from superposition.sweep import (
     Axis,
+    LocalBackend,
     SweepConfig,
     SweepResult,
+    done_points,
     plan_chunks,
     point_dir,
     run_sweep,
     table_columns,
+    train_chunk,
 )
 from superposition.training import train
 
@@ -76,7 +79,19 @@ def one_numba_thread():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def phase(one_numba_thread, tmp_path_factory: pytest.TempPathFactory) -> SweepResult:
+    """The sweep in the default, compact layout."""
     return run_sweep(phase_sweep(), tmp_path_factory.mktemp("sweep") / "phase", progress=False)
+
+
+@pytest.fixture(scope="module")
+def phase_points(one_numba_thread, tmp_path_factory: pytest.TempPathFactory) -> SweepResult:
+    """The same sweep with a run directory per point."""
+    out = tmp_path_factory.mktemp("sweep") / "phase"
+    return run_sweep(phase_sweep(), out, progress=False, layout="points")
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 def equal_runs(a, b) -> bool:  # type: ignore[no-untyped-def]
@@ -283,13 +298,122 @@ def test_table_and_csv(phase: SweepResult) -> None:
     assert loaded.table() == rows and loaded.sweep == phase.sweep
 
 
-def test_table_rebuilds_from_point_folders(phase: SweepResult, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gone", [("results.csv",), ("results.csv", "metrics.json")])
+def test_table_rebuilds_from_the_points(
+    phase: SweepResult, phase_points: SweepResult, tmp_path: Path, gone: tuple[str, ...]
+) -> None:
     import shutil
 
-    copy = tmp_path / "copy"
-    shutil.copytree(phase.path, copy)
-    (copy / "results.csv").unlink()
-    assert SweepResult.load(copy).table() == phase.table()
+    for result in (phase, phase_points):
+        copy = tmp_path / result.layout
+        shutil.copytree(result.path, copy)
+        for name in gone:
+            (copy / name).unlink(missing_ok=True)
+        assert SweepResult.load(copy).table() == phase.table()
+
+
+# --------------------------------------------------------------------------------------------------
+# the two layouts
+
+
+def test_layouts_hold_the_same_results(phase: SweepResult, phase_points: SweepResult) -> None:
+    """The compact folder is four files; the points folder a run directory per point; loading,
+    the table, select and every run agree bit for bit."""
+    assert (phase.layout, phase_points.layout) == ("compact", "points")
+    assert files_in(phase.path) == [
+        "metrics.json", "points.safetensors", "results.csv", "sweep.json"
+    ]  # fmt: skip
+    assert len(files_in(phase_points.path)) == 2 + 4 * phase.sweep.n_points
+    assert (phase.path / "results.csv").read_bytes() == (
+        phase_points.path / "results.csv"
+    ).read_bytes()
+    a, b = SweepResult.load(phase.path), SweepResult.load(phase_points.path)
+    assert (a.layout, b.layout) == ("compact", "points")
+    assert a.table() == b.table() == phase.table()
+    for i in range(phase.sweep.n_points):
+        ra, rb = a.run(i), b.run(i)
+        assert equal_runs(ra, rb), i
+        timing = ("seconds", "steps_per_second")  # two trainings: the clock differs
+        assert {k: v for k, v in ra.info.items() if k not in timing} == {
+            k: v for k, v in rb.info.items() if k not in timing
+        }
+        assert ra.info["sweep"] == {
+            "id": phase.sweep.sweep_id, "point": i, "values": phase.sweep.point_values(i)
+        }  # fmt: skip
+    values = {"density": 0.3, "relative_importance": 2.0}
+    assert equal_runs(a.select(**values, nearest=True), b.select(**values, nearest=True))
+    assert equal_runs(b.run(5), load_run(point_dir(b.path, b.sweep, 5)))
+    # metrics.json holds, per point, what the point's run directory's metrics.json holds
+    metrics = json.loads((phase.path / "metrics.json").read_text())["points"]
+    for i in (0, 5):
+        own = json.loads((point_dir(b.path, b.sweep, i) / "metrics.json").read_text())
+        assert metrics[i] == own
+
+
+def test_file_count_does_not_grow_with_points(tmp_path: Path) -> None:
+    """A 10 x 10 grid (Section 3's phase diagram, coarser) is the same four files as a 2-point
+    sweep: one weights file, one metrics table, the table and sweep.json. (The points layout
+    writes a folder of four files and an empty figures/ folder per point.)"""
+    base = base_config(steps=5, instances=1, eval_samples=64, log_every=5)
+    big = SweepConfig(
+        base,
+        (Axis.logspace("density", 0, -2, 10), Axis.logspace("relative_importance", -1, 1, 10)),
+    )
+    small = SweepConfig(base, (Axis("density", [1.0, 0.1]),))
+    for sweep, name in ((big, "big"), (small, "small")):
+        result = run_sweep(sweep, tmp_path / name, progress=False)
+        assert len(result.table()) == sweep.n_points
+    assert files_in(tmp_path / "big") == files_in(tmp_path / "small")
+    assert len(files_in(tmp_path / "big")) == 4
+    loaded = SweepResult.load(tmp_path / "big")
+    assert loaded.grid("best_loss").shape == (10, 10)
+    last = big.n_points - 1
+    assert equal_runs(loaded.run(last), train(big.point_config(last), progress=False))
+
+
+class StopAfter(LocalBackend):
+    """Trains the first ``n`` chunks, then is interrupted (as by Ctrl-C); remembers what it
+    trained."""
+
+    def __init__(self, n: int | None = None):
+        self.n = n
+        self.trained: list[int] = []
+
+    def run(self, sweep, chunks, report, write) -> None:  # type: ignore[no-untyped-def]
+        for k, chunk in enumerate(chunks):
+            if k == self.n:
+                raise KeyboardInterrupt
+            self.trained += chunk.points
+            write(train_chunk(sweep, chunk.points, report))
+
+
+@pytest.mark.parametrize("layout", ["compact", "points"])
+def test_interrupted_sweep_resumes_in_its_layout(
+    phase: SweepResult, tmp_path: Path, layout: str
+) -> None:
+    out = tmp_path / "out"
+    first = StopAfter(2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(phase.sweep, out, backend=first, progress=False, layout=layout,
+                  max_chunk_instances=2)  # fmt: skip
+    assert first.trained == [0, 1]
+    assert done_points(out, phase.sweep) == [0, 1]  # each finished batch is on disk, whole
+    with pytest.raises(RunDirError, match="is not finished: 4 of 6 points are missing"):
+        SweepResult.load(out)
+    if layout == "compact":
+        assert len(list((out / "parts").iterdir())) == 2  # a file per finished chunk
+    other = "points" if layout == "compact" else "compact"
+    with pytest.raises(ConfigError, match=f"holds this sweep in the {layout} layout, not {other}"):
+        run_sweep(phase.sweep, out, progress=False, layout=other)
+    rest = StopAfter()
+    result = run_sweep(phase.sweep, out, backend=rest, progress=False)  # its own layout
+    assert rest.trained == [2, 3, 4, 5] and result.layout == layout
+    assert result.info["kept_points"] == 2 and result.info["trained_points"] == 4
+    assert result.table() == phase.table()
+    for i in range(phase.sweep.n_points):
+        assert equal_runs(result.run(i), phase.run(i)), i
+    if layout == "compact":
+        assert len(files_in(out)) == 4  # the parts are merged into one file
 
 
 def test_grid_and_select(phase: SweepResult) -> None:
@@ -299,7 +423,7 @@ def test_grid_and_select(phase: SweepResult) -> None:
     labels = phase.grid("geometry")
     assert labels.shape == (3, 2) and labels[2, 1] == "antipodal pair"
     run = phase.select(density=0.1, relative_importance=2.0)
-    assert equal_runs(run, load_run(point_dir(phase.path, phase.sweep, 5)))
+    assert equal_runs(run, train(phase.sweep.point_config(5), progress=False))
     near = phase.select(density=0.3, relative_importance=0.5, nearest=True)
     assert near.config.data.density == (10**-0.5,)
     with pytest.raises(ConfigError, match=r"density=0\.3 is not on the axis .*nearest=True"):
@@ -347,9 +471,10 @@ def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
     return {name: (st.st_ino, st.st_mtime_ns) for name, st in stats.items()}
 
 
-def test_resume_trains_only_missing_points(phase: SweepResult, tmp_path: Path) -> None:
+def test_resume_trains_only_missing_points(phase_points: SweepResult, tmp_path: Path) -> None:
     import shutil
 
+    phase = phase_points
     copy = tmp_path / "copy"
     shutil.copytree(phase.path, copy)
     for i in (1, 4):
@@ -367,9 +492,10 @@ def test_resume_trains_only_missing_points(phase: SweepResult, tmp_path: Path) -
     assert again.info["trained_points"] == 0 and _stamps(copy) == after
 
 
-def test_folder_holding_another_sweep(phase: SweepResult, tmp_path: Path) -> None:
+def test_folder_holding_another_sweep(phase_points: SweepResult, tmp_path: Path) -> None:
     import shutil
 
+    phase = phase_points
     copy = tmp_path / "copy"
     shutil.copytree(phase.path, copy)
     other = SweepConfig(base_config(steps=20, instances=1), (Axis("density", [1.0]),))
@@ -378,7 +504,7 @@ def test_folder_holding_another_sweep(phase: SweepResult, tmp_path: Path) -> Non
         run_sweep(other, copy, progress=False)
     assert (copy / "sweep.json").read_text() == sweep_json
     assert len(list((copy / "points").iterdir())) == 6
-    result = run_sweep(other, copy, progress=False, force=True)
+    result = run_sweep(other, copy, progress=False, force=True, layout="points")
     assert result.sweep == other and len(list((copy / "points").iterdir())) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no temporary folder left
 
@@ -397,6 +523,8 @@ def test_refuses_what_is_not_a_sweep(tmp_path: Path) -> None:
         run_sweep(sweep, tmp_path / "file", progress=False)
     with pytest.raises(ConfigError, match="max_chunk_instances must be an integer >= 1"):
         run_sweep(sweep, tmp_path / "new", max_chunk_instances=0)
+    with pytest.raises(ConfigError, match="layout must be one of compact, points; got 'runs'"):
+        run_sweep(sweep, tmp_path / "new", layout="runs")
     assert not (tmp_path / "new").exists()
 
 
@@ -422,10 +550,21 @@ def test_cli_sweep_end_to_end(phase: SweepResult, tmp_path: Path, capsys) -> Non
     )
     assert len(result.table()) == 6
 
+    assert str(out / "points.safetensors") in stdout and len(files_in(out)) == 4
+
     code = main(argv)  # the same command again: everything is done
     stdout, _ = capsys.readouterr()
     assert code == 0 and "trained 0 point(s) in 0 chunk(s)" in stdout
     assert "6 kept from an earlier run" in stdout
+
+    code = main([*argv, "--layout", "points"])  # not how this folder keeps its points
+    _, err = capsys.readouterr()
+    assert code == 2 and "holds this sweep in the compact layout, not points" in err
+    code = main([*argv[:3], str(tmp_path / "runs"), *argv[4:], "--layout", "points"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert str(tmp_path / "runs" / "points") in stdout
+    assert SweepResult.load(tmp_path / "runs").table() == result.table()
 
 
 @pytest.mark.parametrize(

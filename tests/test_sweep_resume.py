@@ -1,5 +1,6 @@
 """An interrupted sweep (Ctrl-C, then a kill) resumes with the same command and ends with the same
-result as an uninterrupted run; finished points are kept, not trained again."""
+result as an uninterrupted run; finished points are kept, not trained again. The command writes
+the default, compact layout (test_sweep covers resuming the points layout)."""
 
 import os
 import signal
@@ -12,8 +13,7 @@ import pytest
 import torch
 
 from superposition.cli import main
-from superposition.store import is_run_dir
-from superposition.sweep import SweepConfig, SweepResult, point_dir, run_sweep
+from superposition.sweep import SweepConfig, SweepResult, done_points, run_sweep
 
 # one instance per chunk and enough steps that a chunk takes a noticeable fraction of a second
 SWEEP_TOML = """\
@@ -45,7 +45,7 @@ def one_numba_thread():  # type: ignore[no-untyped-def]
 
 
 def _done(out: Path, sweep: SweepConfig) -> list[int]:
-    return [i for i in range(sweep.n_points) if is_run_dir(point_dir(out, sweep, i))]
+    return done_points(out, sweep) if (out / "sweep.json").is_file() else []
 
 
 def _interrupt_after_new_point(
@@ -67,9 +67,9 @@ def _interrupt_after_new_point(
     return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
-def _stamps(out: Path, sweep: SweepConfig, points: list[int]) -> dict[int, tuple[int, int]]:
-    stats = {i: (point_dir(out, sweep, i) / "weights.safetensors").stat() for i in points}
-    return {i: (st.st_ino, st.st_mtime_ns) for i, st in stats.items()}
+def _stamps(out: Path) -> dict[str, tuple[int, int]]:
+    stats = {p.name: p.stat() for p in (out / "parts").iterdir() if not p.name.startswith(".")}
+    return {name: (st.st_ino, st.st_mtime_ns) for name, st in stats.items()}
 
 
 def test_interrupt_kill_and_resume(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -94,14 +94,14 @@ def test_interrupt_kill_and_resume(tmp_path: Path, capsys) -> None:  # type: ign
     assert second.returncode == -signal.SIGKILL
     done = _done(out, sweep)
     assert set(done_first) < set(done) and len(done) < sweep.n_points
-    stamps = _stamps(out, sweep, done)
+    stamps = _stamps(out)
+    assert len(stamps) == len(done)  # one part file per chunk of one point, each whole
 
     # the same command again finishes the rest
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert f"trained {sweep.n_points - len(done)} point(s)" in stdout
     assert f"{len(done)} kept from an earlier run" in stdout
-    assert _stamps(out, sweep, done) == stamps  # finished points were not trained again
 
     result = SweepResult.load(out)
     assert result.table() == reference.table()
@@ -109,5 +109,7 @@ def test_interrupt_kill_and_resume(tmp_path: Path, capsys) -> None:  # type: ign
         a, b = result.run(i), reference.run(i)
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params), i
         assert torch.equal(a.loss, b.loss) and torch.equal(a.history_loss, b.history_loss), i
-    leftovers = [p.name for p in (out / "points").iterdir() if p.name.startswith(".")]
-    assert leftovers == []  # a killed save's temporary folder is cleaned up by the next save
+    # the parts are merged into one file; a killed write's temporary file goes with them
+    assert sorted(p.name for p in out.rglob("*")) == [
+        "metrics.json", "points.safetensors", "results.csv", "sweep.json"
+    ]  # fmt: skip

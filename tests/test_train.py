@@ -14,6 +14,7 @@ from superposition.models import ToyModel
 from superposition.results import Run
 from superposition.training import (
     StepInfo,
+    bytes_per_instance,
     chunk_size,
     derive_seed,
     lr_at,
@@ -47,6 +48,10 @@ def _cfg(
         model=ModelConfig(kind=kind, n_hidden=m),
         train=TrainConfig(**defaults),
     )
+
+
+ONE_INSTANCE_GB = 1.5 * bytes_per_instance(_cfg()) / 2**30
+"""A memory budget that holds one instance of ``_cfg()`` but not two: chunks of one instance."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,7 +235,7 @@ def test_no_snapshots_by_default():
 
 def test_tiny_memory_budget_trains_in_chunks():
     base = _cfg(instances=4, steps=300)
-    tiny = _cfg(instances=4, steps=300, memory_budget_gb=1e-6)
+    tiny = _cfg(instances=4, steps=300, memory_budget_gb=ONE_INSTANCE_GB)
     assert chunk_size(tiny, torch.device("cpu")) < 4
     assert chunk_size(base, torch.device("cpu")) == 4
     whole, chunked = train(base), train(tiny)
@@ -245,12 +250,14 @@ def test_tiny_memory_budget_trains_in_chunks():
     assert 0.5 < ratio.item() < 2.0
     # initialisation does not depend on chunking
     s_whole = train(_cfg(instances=4, steps=1, snapshot_steps=(0,)))
-    s_chunk = train(_cfg(instances=4, steps=1, snapshot_steps=(0,), memory_budget_gb=1e-6))
+    s_chunk = train(
+        _cfg(instances=4, steps=1, snapshot_steps=(0,), memory_budget_gb=ONE_INSTANCE_GB)
+    )
     assert torch.equal(s_whole.snapshots["W"], s_chunk.snapshots["W"])
 
 
 def test_chunked_run_is_reproducible():
-    cfg = _cfg(instances=3, steps=50, memory_budget_gb=1e-6)
+    cfg = _cfg(instances=3, steps=50, memory_budget_gb=ONE_INSTANCE_GB)
     a, b = train(cfg), train(cfg)
     assert torch.equal(a.W, b.W)
     assert torch.equal(a.loss, b.loss)
@@ -342,7 +349,7 @@ def test_callbacks_called_at_log_steps():
 
 def test_callbacks_see_every_chunk():
     seen: list[tuple[int, range]] = []
-    cfg = _cfg(instances=3, steps=20, log_every=10, memory_budget_gb=1e-6)
+    cfg = _cfg(instances=3, steps=20, log_every=10, memory_budget_gb=ONE_INSTANCE_GB)
     run = train(cfg, callbacks=[lambda info: seen.append((info.step, info.instances))])
     chunks = run.info["chunks"]
     assert chunks > 1

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from superposition.colours import DIVERGING
+
 Number = float | int
 """Coordinates and values: an int is as good as a float here."""
 
@@ -117,7 +119,7 @@ def diverging(value: Number, limit: Number) -> str:
     if not math.isfinite(value):
         return "#999999"
     t = round(value / limit * LEVELS) / LEVELS if limit > 0 else 0.0
-    return _ramp(("#2166ac", "#f7f7f7", "#b2182b"), (t + 1) / 2)
+    return _ramp(DIVERGING, (t + 1) / 2)
 
 
 def sequential(value: Number, low: Number, high: Number) -> str:

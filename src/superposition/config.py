@@ -22,6 +22,17 @@ from superposition.errors import ConfigError
 
 SCHEMA_VERSION = 1
 
+MAX_INSTANCES = 100_000
+"""The most instances one run (or one SAE training) may hold: each is set up, evaluated and
+summarised on its own on the host (about 1.6 ms of CPU each on a 2-core machine, before any
+training step), so more would take many minutes before the first step; split larger work into
+several runs or a sweep."""
+MAX_EVAL_SAMPLES = 10_000_000
+"""The most held-out samples per instance (``eval_samples``): as many as 10,000 steps of batch
+1,000 draw, so the evaluation never takes longer than a long training."""
+INSTANCES_WHY = "each instance is set up and evaluated on its own on the host"
+EVAL_WHY = "the held-out evaluation must not outlast a long training"
+
 ModelKind = Literal["linear", "relu", "privileged", "abs", "mlp"]
 Optimizer = Literal["adamw", "adam"]
 Schedule = Literal["constant", "linear", "cosine"]
@@ -29,8 +40,6 @@ Schedule = Literal["constant", "linear", "cosine"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
-UNTIED_KINDS: tuple[str, ...] = ("abs", "mlp")
-"""Models whose encoder and decoder are separate by construction."""
 
 
 def doc_field(default: Any, doc: str) -> Any:
@@ -47,9 +56,20 @@ def field_docs(cls: type) -> dict[str, str]:
 # validation helpers: each raises ConfigError with one sentence naming the value and what is allowed
 
 
-def check_finite(name: str, value: float) -> None:
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float (not a bool) that a float can hold: finite, and for
+    an int not beyond the largest float (where ``math.isfinite`` would raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_finite(name: str, value: Any) -> None:
     """Refuse anything but a finite int or float (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
 
 
@@ -57,6 +77,13 @@ def check_int_at_least(name: str, value: Any, low: int) -> None:
     """Refuse anything but an integer >= ``low`` (bools included)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_int_at_most(name: str, value: int, high: int, why: str) -> None:
+    """Refuse an integer above ``high``, saying ``why`` that is the limit (call after
+    :func:`check_int_at_least`)."""
+    if value > high:
+        raise ConfigError(f"{name} must be at most {high:,} ({why}), got {value}")
 
 
 def check_in_range(
@@ -187,8 +214,10 @@ class DataConfig:
     source: str = doc_field(
         "fresh",
         "Where training samples come from: 'fresh' (new samples every step), 'finite' (a "
-        "training set of dataset_size samples per instance, drawn once from the seed) or "
-        "'sampler' (a callable passed to superposition.train in Python); more can be registered.",
+        "training set of dataset_size samples per instance, drawn once from the seed), 'tokens' "
+        "(one-hot samples, each feature equally likely: n_features tokens; density is ignored) "
+        "or 'sampler' (a callable passed to superposition.train in Python); more can be "
+        "registered.",
     )
     dataset_size: int | None = doc_field(
         None,
@@ -239,7 +268,9 @@ class DataConfig:
                 f"correlated and anticorrelated sets cover {used} features but n_features is {n}"
             )
         for d in self.density:
-            for i, p in enumerate(self.feature_densities(d)):
+            # without feature_density every feature has the density d, checked above (and
+            # n_features may be far too large to list: the memory check refuses it later)
+            for i, p in enumerate(self.feature_densities(d) if self.feature_density else ()):
                 if not 0 < p <= 1:
                     raise ConfigError(
                         f"feature {i} would have density {p:g} (density {d:g} x feature_density); "
@@ -288,22 +319,23 @@ class ModelConfig:
     kind: ModelKind = doc_field(
         "relu",
         "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden "
-        "layer, Section 7), 'abs' (computation model with target |x|, Section 8) or 'mlp' "
-        "(ReLU neurons with their own biases, untied: Jermyn et al. 2022's toy model).",
+        "layer, Section 7), 'abs' (computation model with target |x|, Section 8) or 'mlp' (ReLU "
+        "hidden layer and a linear readout W_dec h + b, e.g. logits for cross-entropy; its "
+        "neurons may have biases and read the features through a projection, Jermyn et al. "
+        "2022).",
     )
     n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
     tied: bool | None = doc_field(
         None,
-        "Share W between encoder and decoder. Default: tied, except the 'abs' and 'mlp' models, "
-        "which are always untied.",
+        "Share W between encoder and decoder. Default: tied, except the 'abs' model, which is "
+        "always untied, and the 'mlp' model, untied unless asked.",
     )
     hidden_bias_init: float | None = doc_field(
         None,
-        "Initial value of every neuron's bias in the 'mlp' model (default 0); Jermyn et al. 2022 "
-        "find that moderately negative neuron biases go with more monosemantic neurons. Only the "
-        "'mlp' model has neuron biases.",
+        "Give the 'mlp' model's neurons biases of their own, starting at this value (Jermyn et "
+        "al. 2022 find that moderately negative neuron biases go with more monosemantic "
+        "neurons). Default: no neuron biases.",
     )
-
     n_inputs: int | None = doc_field(
         None,
         "Input dimensions of the 'mlp' model: the features reach its neurons through a fixed "
@@ -316,9 +348,9 @@ class ModelConfig:
         check_int_at_least("n_hidden", self.n_hidden, 1)
         if self.tied is not None and not isinstance(self.tied, bool):
             raise ConfigError(f"tied must be true or false, got {self.tied!r}")
-        if self.kind in UNTIED_KINDS and self.tied:
+        if self.kind == "abs" and self.tied:
             raise ConfigError(
-                f"the {self.kind!r} model is untied by construction; leave tied unset or false"
+                "the 'abs' model is untied by construction; leave tied unset or false"
             )
         if self.hidden_bias_init is not None:
             if self.kind != "mlp":
@@ -337,12 +369,19 @@ class ModelConfig:
 
     @property
     def is_tied(self) -> bool:
-        return self.kind not in UNTIED_KINDS if self.tied is None else self.tied
+        return self.kind not in ("abs", "mlp") if self.tied is None else self.tied
 
     @property
     def has_hidden_bias(self) -> bool:
-        """Whether the neurons carry biases of their own (the 'mlp' model)."""
-        return self.kind == "mlp"
+        """Whether the neurons carry biases of their own (an 'mlp' model with
+        ``hidden_bias_init``)."""
+        return self.kind == "mlp" and self.hidden_bias_init is not None
+
+    @property
+    def is_plain(self) -> bool:
+        """Whether the model is one of the two-layer maps without neuron biases or an input
+        projection (what the fast CPU kernels and the SAEs compute)."""
+        return not self.has_hidden_bias and self.n_inputs is None
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
@@ -402,6 +441,7 @@ class TrainConfig:
                 f"warmup_steps must be <= steps ({self.steps}), got {self.warmup_steps}"
             )
         check_int_at_least("instances", self.instances, 1)
+        check_int_at_most("instances", self.instances, MAX_INSTANCES, INSTANCES_WHY)
         check_int_at_least("seed", self.seed, 0)
         check_int_at_least("log_every", self.log_every, 1)
         for s in self.snapshot_steps:
@@ -409,6 +449,7 @@ class TrainConfig:
             if s > self.steps:
                 raise ConfigError(f"snapshot step {s} is after the last step ({self.steps})")
         check_int_at_least("eval_samples", self.eval_samples, 1)
+        check_int_at_most("eval_samples", self.eval_samples, MAX_EVAL_SAMPLES, EVAL_WHY)
         if not isinstance(self.device, str) or not (
             self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")
         ):
@@ -432,6 +473,15 @@ class RunConfig:
         if self.model.kind == "abs" and self.data.signed is False:
             raise ConfigError(
                 "the 'abs' model computes |x| and needs signed inputs; drop signed=false"
+            )
+        if self.n_instances > MAX_INSTANCES:
+            data = self.data
+            raise ConfigError(
+                f"{len(data.density)} density x {len(data.importance_decay)} importance_decay x "
+                f"{len(data.relative_importance)} relative_importance value(s) x instances "
+                f"{self.train.instances} make {self.n_instances:,} instances, more than the "
+                f"{MAX_INSTANCES:,} one run may hold ({INSTANCES_WHY}); split them into several "
+                "runs or a sweep"
             )
 
     # ---- derived facts ------------------------------------------------------------------------

@@ -10,3 +10,13 @@ class ConfigError(ValueError):
 
 class RunDirError(ConfigError):
     """A run directory that is missing files, mismatched with its config, or corrupt."""
+
+
+DISTRIBUTION = "toy-superposition"
+"""The name the package is installed by: ``pip install toy-superposition`` (the import package and
+the command are ``superposition``; that name on PyPI is an unrelated project)."""
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs one of the package's optional extras."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"

@@ -8,6 +8,7 @@ are 0, never NaN. The shape classifier (:func:`classify`) uses its own, larger `
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from superposition import _html
 from superposition._types import Float, Int, Tensor
 from superposition.errors import ConfigError
+from superposition.results import Run
 
 EPS = 1e-8
 """Norm below which a feature (or a neuron's weight vector) counts as zero."""
@@ -350,6 +352,8 @@ class Summary(dict[str, list]):
     """Feature rows per instance's table."""
     MAX_BARS = 64
     """Feature bars per instance's figure."""
+    instances: list[int]
+    """The run's index of each row (what the view calls "instance k"); not part of the dict."""
 
     def _repr_html_(self) -> str:
         norms, sup = self["feature_norms"], self["superposition"]
@@ -359,6 +363,7 @@ class Summary(dict[str, list]):
             self["geometry"],
         )
         blocks = []
+        names = getattr(self, "instances", None) or list(range(len(labels)))
         for k in range(min(len(labels), self.MAX_INSTANCES)):
             n = len(norms[k])
             rows = [[i, norms[k][i], sup[k][i], dims[k][i]] for i in range(n)][: self.MAX_FEATURES]
@@ -372,10 +377,13 @@ class Summary(dict[str, list]):
             figure = _html.bars(
                 np.asarray(norms[k][:b], dtype=float),
                 np.asarray(sup[k][:b], dtype=float),
-                title=f"instance {k}: feature norms coloured by superposition",
+                title=f"instance {names[k]}: feature norms coloured by superposition",
                 heading_text="||W_i||, colour: superposition",
             )
-            head = f"instance {k}: {labels[k]}, dimensions per feature {_html.number(dpf[k], 3)}"
+            head = (
+                f"instance {names[k]}: {labels[k]}, dimensions per feature "
+                f"{_html.number(dpf[k], 3)}"
+            )
             blocks.append(_html.heading(head) + _html.side_by_side(table, figure))
         rest = len(labels) - len(blocks)
         tail = _html.note(f"… {rest} more instances") if rest > 0 else ""
@@ -383,15 +391,34 @@ class Summary(dict[str, list]):
         return "".join(blocks) + tail + key
 
 
-def summary(W: Float[Tensor, "inst feat hidden"], norm_threshold: float = 0.5) -> Summary:
+def summary(
+    W: Float[Tensor, "inst feat hidden"] | Run,
+    norm_threshold: float = 0.5,
+    *,
+    instances: Sequence[int] | None = None,
+) -> Summary:
     """Per-instance measures as plain lists, ready for JSON (``inf`` becomes ``None``): a
-    :class:`Summary`, which is a dict."""
+    :class:`Summary`, which is a dict.
+
+    ``W`` may be a :class:`~superposition.results.Run` (or ``run.select(...)`` of one): the view
+    then names each row by the run's instance index. ``instances`` names the rows of a bare
+    ``W`` the same way, e.g. ``summary(run.W[best], instances=best)``; by default they are
+    numbered from 0.
+    """
+    if isinstance(W, Run):
+        if instances is None:
+            instances = W.info.get("selected_instances", range(W.n_instances))
+        W = W.W
     W = W.detach()
+    if instances is not None and len(instances) != W.shape[0]:
+        raise ConfigError(f"instances names {len(instances)} rows but W has {W.shape[0]} instances")
     dpf = dimensions_per_feature(W).tolist()
-    return Summary(
+    out = Summary(
         feature_norms=feature_norms(W).tolist(),
         feature_dimensionality=feature_dimensionality(W).tolist(),
         superposition=superposition(W).tolist(),
         dimensions_per_feature=[v if math.isfinite(v) else None for v in dpf],
         geometry=[g.label for g in classify(W, norm_threshold)],
     )
+    out.instances = list(range(W.shape[0])) if instances is None else [int(i) for i in instances]
+    return out

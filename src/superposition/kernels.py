@@ -22,9 +22,11 @@ from typing import no_type_check
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from superposition.jit import njit, prange  # first: it sets up numba's cache
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53

@@ -10,22 +10,24 @@ kind           forward                                paper
 ``relu``       x' = ReLU(W^T W x + b)                 Section 2, ReLU output model
 ``privileged`` h = ReLU(W x);  x' = ReLU(W^T h + b)   Section 7 (no hidden bias, on purpose)
 ``abs``        h = ReLU(W1 x); y' = ReLU(W2 h + b)    Section 8, target |x|, always untied
-``mlp``        h = ReLU(W1 G x + c); x' = W2 h + b    Jermyn et al. 2022, always untied
+``mlp``        h = ReLU(W G x + c); x' = W_dec h + b  a ReLU layer and a linear readout
 =============  =====================================  =====================================
 
 Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hidden]`` layout
-(row i reads feature i out of the hidden space). The ``mlp`` model's neurons carry biases of their
-own, ``b_hidden`` ``[inst, hidden]`` (the ``c`` above): Jermyn, Schiefer and Hubinger 2022,
-"Engineering Monosemanticity in Toy Models", give their two-layer toy model a bias on the ReLU
-layer and none on the linear read-out; we keep the output bias ``b`` every model here has. Their
-"feature decoder" reads the features through a fixed random projection ``P`` to d < n
-dimensions; ``G = P P^T`` (:func:`input_overlap`, ``[feat, feat]``, none without a projection)
-applies it while keeping W's rows indexed by feature: ``W^T G x = (P^T W)^T (P^T x)``, so
-``P^T W`` plays the paper's first-layer matrix on the projected input.
+(row i reads feature i out of the hidden space). A model only computes: training, data and
+plotting live elsewhere. The gradients are written by hand (:meth:`ToyModel.loss_and_grads`)
+because autograd's book-keeping costs more than the maths at these sizes; the tests check them
+against autograd.
 
-A model only computes: training, data and plotting live elsewhere. The gradients are written by
-hand (:meth:`ToyModel.loss_and_grads`) because autograd's book-keeping costs more than the maths
-at these sizes; the tests check them against autograd.
+The ``mlp`` model's output has no ReLU, so it can be read as logits (for the cross-entropy loss);
+it is untied unless its config asks otherwise. By default, like ``privileged``, it has no hidden
+bias and ``G`` is the identity. Two options follow Jermyn, Schiefer and Hubinger 2022,
+"Engineering Monosemanticity in Toy Models" (a ReLU layer with biases and a linear read-out; we
+keep the output bias ``b`` every model here has): neuron biases ``b_hidden`` ``[inst, hidden]``
+(the ``c`` above), and their "feature decoder"'s fixed random projection ``P`` of the features
+to d < n dimensions. ``G = P P^T`` (:func:`input_overlap`, ``[feat, feat]``) applies it while
+keeping W's rows indexed by feature: ``W^T G x = (P^T W)^T (P^T x)``, so ``P^T W`` plays the
+paper's first-layer matrix on the projected input.
 """
 
 from dataclasses import dataclass

@@ -22,15 +22,15 @@ same folder gives the same bytes (the only dates are those recorded in the exper
 import base64
 import html
 import importlib
-import json
 import os
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from superposition import __version__, files
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
 
@@ -151,7 +151,7 @@ def load_plotly_js() -> str:
         from plotly.offline import get_plotlyjs
     except ImportError:
         raise ConfigError(
-            "the HTML report needs plotly; install it with: pip install 'superposition[report]'"
+            f"the HTML report needs plotly; install it with: {install_hint('report')}"
         ) from None
     js: str = get_plotlyjs()
     return js
@@ -182,7 +182,7 @@ def _section(results_dir: Path, name: str, report_dir: Path, *, redraw: bool) ->
     try:
         claims = reproduce.redraw(folder) if redraw else None
         exp, runs = reproduce.load_runs(folder)
-        meta = json.loads((folder / reproduce.EXPERIMENT_FILE).read_text())
+        meta = files.read_json(folder / reproduce.EXPERIMENT_FILE)
     except Exception as exc:  # noqa: BLE001 - one unreadable folder must not hide the others
         reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
         return SectionReport(
@@ -242,12 +242,12 @@ def _saved_claims(folder: Path, sec: SectionReport) -> list[Claim] | None:
 
     path = folder / CLAIMS_FILE
     try:
-        raw = json.loads(path.read_text())
+        raw = files.read_json(path)
         return [
             Claim(str(c["section"]), str(c["text"]), str(c["measured"]), bool(c["holds"]))
             for c in raw
         ]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # RunDirError is a ValueError
         sec.notes.append(f"{CLAIMS_FILE} is missing or unreadable; the claims were checked again.")
         return None
 
@@ -259,8 +259,8 @@ def _folder_is_quick(results_dir: Path) -> bool:
 
     for name in EXPERIMENT_NAMES:
         try:
-            meta = json.loads((results_dir / name / EXPERIMENT_FILE).read_text())
-        except (OSError, ValueError):
+            meta = files.read_json(results_dir / name / EXPERIMENT_FILE)
+        except ValueError:  # RunDirError (missing, unreadable, not JSON) is a ValueError
             continue
         if isinstance(meta, dict) and "quick" in meta:
             return bool(meta["quick"])
@@ -268,7 +268,11 @@ def _folder_is_quick(results_dir: Path) -> bool:
 
 
 def _relative(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+    """``path`` as a URL relative to the folder ``start``: every component percent-encoded and
+    the whole prefixed with ``./``, so that no folder name can make it another kind of link (a
+    results folder named ``javascript:...`` would otherwise make a link that runs a script)."""
+    parts = Path(os.path.relpath(path.resolve(), start.resolve())).parts
+    return "./" + "/".join(urllib.parse.quote(part, safe="") for part in parts)
 
 
 def _date(iso: object) -> str:

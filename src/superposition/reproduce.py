@@ -17,19 +17,21 @@ An experiment module (``superposition.experiments.NAME``) provides ``NAME``, ``T
 ``superposition.plots.NAME`` as ``FIGURES: dict[str, Callable[[dict[str, Run]], Figure]]``.
 """
 
+import contextlib
 import datetime
 import importlib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from superposition import __version__, files
+from superposition.config import RunConfig
 from superposition.errors import ConfigError, RunDirError
 from superposition.experiments import EXPERIMENT_NAMES
 from superposition.results import Claim, Run
+from superposition.workers import run_jobs, usable_cpus
 
 EXPERIMENT_FILE = "experiment.json"
 CLAIMS_FILE = "claims.json"
@@ -64,35 +66,183 @@ def get(name: str) -> Experiment:
 
 
 def reproduce(
-    name: str, out: Path, *, quick: bool = False, force: bool = False, progress: bool | None = None
+    name: str,
+    out: Path,
+    *,
+    quick: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    workers: int | None = 1,
 ) -> tuple[Path, list[Claim]]:
-    """Train experiment ``name`` and write ``out/name`` (see the module docstring)."""
+    """Train experiment ``name`` and write ``out/name`` (see the module docstring); ``workers``
+    as in :func:`reproduce_many`."""
+    done = reproduce_many([name], out, quick=quick, force=force, progress=progress, workers=workers)
+    return done[name]
+
+
+def reproduce_many(
+    names: Sequence[str],
+    out: Path,
+    *,
+    quick: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    on_done: Callable[[str, Path, list[Claim]], None] | None = None,
+) -> dict[str, tuple[Path, list[Claim]]]:
+    """Train the experiments ``names`` and write ``out/NAME`` for each; return each one's folder
+    and claims, and call ``on_done(name, folder, claims)`` as each is written.
+
+    Every target is checked before anything is trained. With ``workers`` > 1 the runs train side
+    by side in that many single-threaded processes, the longest (by the steps' cost model) first,
+    and each experiment is written as soon as its last run is done; ``None`` means one process
+    per CPU core, or 1 when the runs would train on CUDA. The weights do not depend on it: the
+    same configs give the same batches and the CPU kernels' sums do not depend on the thread count.
+    An interrupt or error stops every worker; experiments already written stay, the others leave
+    nothing behind.
+    """
+    from superposition.training import resolve_device
+
+    out = Path(out)
+    experiments = [get(n) for n in names]
+    for exp in experiments:
+        check_target(out / exp.name, force=force)
+    configs = {exp.name: exp.module.configs(quick=quick) for exp in experiments}
+    if workers is None:
+        on_cuda = any(
+            resolve_device(c.train.device).type == "cuda"
+            for runs in configs.values()
+            for c in runs.values()
+        )
+        workers = 1 if on_cuda else usable_cpus()
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    done: dict[str, tuple[Path, list[Claim]]] = {}
+
+    def finish(exp: Experiment, runs: dict[str, Run], tmp: Path) -> list[Claim]:
+        return _write(exp, runs, tmp, quick)
+
+    def announce(exp: Experiment, claims: list[Claim]) -> None:
+        done[exp.name] = (out / exp.name, claims)
+        if on_done is not None:
+            on_done(exp.name, *done[exp.name])
+
+    if workers == 1 or sum(len(c) for c in configs.values()) == 1:
+        _train_here(experiments, configs, out, quick, progress, finish, announce)
+    else:
+        _train_in_workers(experiments, configs, out, quick, progress, workers, finish, announce)
+    return done
+
+
+def _train_here(
+    experiments: Sequence[Experiment],
+    configs: dict[str, dict[str, RunConfig]],
+    out: Path,
+    quick: bool,
+    progress: bool | None,
+    finish: Callable[[Experiment, dict[str, Run], Path], list[Claim]],
+    announce: Callable[[Experiment, list[Claim]], None],
+) -> None:
+    from superposition.training import train
+
+    for exp in experiments:
+        runs = {}
+        for run_name, config in configs[exp.name].items():
+            runs[run_name] = train(config, progress=progress)
+            runs[run_name].info.update({"experiment": exp.name, "run": run_name, "quick": quick})
+        with files.atomic_folder(out / exp.name) as tmp:
+            claims = finish(exp, runs, tmp)
+        announce(exp, claims)
+
+
+def _train_in_workers(
+    experiments: Sequence[Experiment],
+    configs: dict[str, dict[str, RunConfig]],
+    out: Path,
+    quick: bool,
+    progress: bool | None,
+    workers: int,
+    finish: Callable[[Experiment, dict[str, Run], Path], list[Claim]],
+    announce: Callable[[Experiment, list[Claim]], None],
+) -> None:
+    from superposition.store import load_run
+    from superposition.training import estimated_seconds, progress_bar
+
+    # each experiment's folder is filled under its hidden temporary name: the workers save their
+    # runs into it, and it is renamed into place once the last run is in and the figures drawn
+    folders = {exp.name: files.atomic_folder(out / exp.name) for exp in experiments}
+    tmps: dict[str, Path] = {}
+    waiting = {exp.name: set(configs[exp.name]) for exp in experiments}
+    by_name = {exp.name: exp for exp in experiments}
+    jobs = [
+        (name, run_name, quick, str(Path("runs") / run_name))
+        for name, runs in configs.items()
+        for run_name in runs
+    ]
+    cost = {job: estimated_seconds([configs[job[0]][job[1]]]) for job in jobs}
+    jobs.sort(key=lambda job: -cost[job])
+    bar = progress_bar(len(jobs), "runs", progress)
+    try:
+        for name, folder in folders.items():
+            tmps[name] = folder.__enter__()
+        jobs = [(n, r, q, str(tmps[n] / sub)) for n, r, q, sub in jobs]
+
+        def on_run(k: int) -> None:
+            name, run_name = jobs[k][0], jobs[k][1]
+            if bar is not None:
+                bar.update(1)
+            waiting[name].discard(run_name)
+            if waiting[name]:
+                return
+            runs = {r: load_run(tmps[name] / "runs" / r) for r in configs[name]}
+            claims = finish(by_name[name], runs, tmps[name])
+            folders.pop(name).__exit__(None, None, None)
+            announce(by_name[name], claims)
+
+        threads = max(1, usable_cpus() // workers)
+        run_jobs(
+            "superposition.reproduce:train_job",
+            jobs,
+            workers=workers,
+            threads=threads,
+            on_done=on_run,
+        )
+    except BaseException as exc:
+        for folder in folders.values():  # removes the temporary folders of unfinished experiments
+            with contextlib.suppress(BaseException):
+                folder.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def train_job(name: str, run_name: str, quick: bool, path: str) -> None:
+    """Train run ``run_name`` of experiment ``name`` and save it at ``path`` (a worker's job)."""
     from superposition.store import save_run
     from superposition.training import train
 
-    exp = get(name)
-    target = Path(out) / name
-    check_target(target, force=force)
-    configs = exp.module.configs(quick=quick)
-    runs = {}
-    for run_name, config in configs.items():
-        run = train(config, progress=progress)
-        run.info.update({"experiment": name, "run": run_name, "quick": quick})
-        runs[run_name] = run
-    with files.atomic_folder(target) as tmp:
-        for run_name, run in runs.items():
-            save_run(run, tmp / "runs" / run_name)
-        meta = {
-            "name": name,
-            "title": exp.title,
-            "quick": quick,
-            "version": __version__,
-            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "runs": list(runs),
-        }
-        files.write_json(tmp / EXPERIMENT_FILE, meta, atomic=False)
-        claims = _draw(exp, runs, tmp)
-    return target, claims
+    run = train(get(name).module.configs(quick=quick)[run_name], progress=False)
+    run.info.update({"experiment": name, "run": run_name, "quick": quick})
+    save_run(run, path)
+
+
+def _write(exp: Experiment, runs: dict[str, Run], folder: Path, quick: bool) -> list[Claim]:
+    from superposition.store import save_run
+
+    for run_name, run in runs.items():
+        if not (folder / "runs" / run_name).is_dir():
+            save_run(run, folder / "runs" / run_name)
+    meta = {
+        "name": exp.name,
+        "title": exp.title,
+        "quick": quick,
+        "version": __version__,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "runs": list(runs),
+    }
+    files.write_json(folder / EXPERIMENT_FILE, meta, atomic=False)
+    return _draw(exp, runs, folder)
 
 
 def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
@@ -103,12 +253,18 @@ def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
     meta_file = path / EXPERIMENT_FILE
     if not meta_file.is_file():
         raise RunDirError(f"{path} is not an experiment folder: it has no {EXPERIMENT_FILE}")
+    meta = files.read_json(meta_file)
     try:
-        meta = json.loads(meta_file.read_text())
         names = [str(n) for n in meta["runs"]]
         exp = get(str(meta["name"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{meta_file} is not a valid experiment description ({exc})") from None
+    for n in names:  # runs live in runs/: a path elsewhere is never followed
+        if not files.is_plain_name(n):
+            raise RunDirError(
+                f"{meta_file} lists the run {n!r}; run names must be plain folder names inside "
+                f"{path / 'runs'}"
+            )
     return exp, {n: load_run(path / "runs" / n) for n in names}
 
 

@@ -74,10 +74,67 @@ class Run:
             dataset_loss=None if self.dataset_loss is None else self.dataset_loss[idx],
         )
 
+    def __repr__(self) -> str:
+        """A few lines, whatever the size: the config in brief, the shapes and the losses (the
+        tensors themselves are in :attr:`params`; Jupyter shows :meth:`_repr_html_`)."""
+        cfg = self.config
+        model, data, tr = cfg.model, cfg.data, cfg.train
+        groups = ", ".join(
+            f"{k}={list(v) if len(v) > 1 else v[0]}"
+            for k in ("density", "importance_decay", "relative_importance")
+            if (v := getattr(data, k)) != (1.0,) or k == "density"
+        )
+        layout = (
+            f"{cfg.n_groups} group(s) x {tr.instances} seed(s)"
+            if self.n_instances == cfg.n_instances
+            else f"selected from the config's {cfg.n_instances}"
+        )
+        lines = [
+            f"Run({model.kind}, {'tied' if model.is_tied else 'untied'}: {data.n_features} "
+            f"features in {model.n_hidden} dimensions, {self.n_instances} instances = {layout}",
+            f"  data: {shorten(groups)}",
+            f"  train: {tr.steps} steps, batch {tr.batch_size}, {tr.optimizer} lr={tr.lr:g}, "
+            f"loss {tr.loss}, seed {tr.seed}",
+            "  params: " + ", ".join(f"{k} {list(v.shape)}" for k, v in self.params.items()),
+            f"  held-out loss: {loss_range(self.loss)}",
+        ]
+        if self.snapshots:
+            snap = next(iter(self.snapshots.values()))
+            lines.append(f"  snapshots: {snap.shape[0]} of {', '.join(self.snapshots)}")
+        if "selected_instances" in self.info:
+            lines.append(f"  selected instances: {shorten(str(self.info['selected_instances']))}")
+        return "\n".join(lines) + ")"
+
     def _repr_html_(self) -> str:
         """Jupyter's view: the config, each group's best-of-N and the best instances' ``W W^T``
         (the paper's ``W^T W``). Shapes are named one layer up: ``geometry.summary``."""
         return _run_html(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# the run as text (print, the REPL)
+
+REPR_WIDTH = 120
+"""Characters a field of a record's text form keeps at most (long lists are cut)."""
+
+
+def shorten(text: str, width: int = REPR_WIDTH) -> str:
+    """``text`` cut to ``width`` characters, ending in "..." when cut."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def loss_range(loss: Tensor) -> str:
+    """Min, median and max of per-instance losses in a few characters (non-finite ones counted)."""
+    values = loss.detach().float().cpu()
+    finite = values[torch.isfinite(values)]
+    if finite.numel() == 0:
+        return f"none finite ({values.numel()} instances)"
+    text = (
+        f"min {finite.min().item():.4g}, median {finite.median().item():.4g}, "
+        f"max {finite.max().item():.4g}"
+    )
+    bad = values.numel() - finite.numel()
+    return text + (f" ({bad} not finite)" if bad else "")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ SNAPSHOT_STEPS = "snapshot_steps"
 CONFIG_KEYS = ("schema_version", "version", "created_at", "data", "model", "train", "info")
 
 PathLike = str | os.PathLike[str]
+Where = tuple[str, str, str]
+"""Where tensors were read, for error messages: the file (with its path), its short name and the
+name of the file that holds the config."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,6 +75,7 @@ def save_run(
     *,
     overwrite: bool = False,
     figures: Callable[[Run, Path], object] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``run`` to the run directory ``path`` atomically and return the path.
 
@@ -79,13 +83,14 @@ def save_run(
     any other file or non-empty directory is always refused (nothing that is not a run is deleted).
     ``figures(run, figures_dir)``, when given (e.g. ``superposition.plots.draw_run``), draws into
     the temporary folder's ``figures/`` before the rename: the run appears with its figures or,
-    when drawing fails, not at all.
+    when drawing fails, not at all. ``metrics``, when given, is :func:`metrics_dict` of ``run``
+    computed already (by the process that trained it), written instead of computing it again.
     """
     target = Path(path)
     check_target(target, overwrite=overwrite)
     _check_run(run)
     with files.atomic_folder(target) as tmp:
-        _write_contents(run, tmp)
+        _write_contents(run, tmp, metrics)
         if figures is not None:
             figures(run, tmp / FIGURES_DIR)
     return target
@@ -102,6 +107,7 @@ def load_run(path: PathLike) -> Run:
     if missing:
         raise RunDirError(f"{root} is not a complete run directory: missing {', '.join(missing)}")
     raw = read_config_json(root)
+    check_stored_sizes(raw, root / WEIGHTS_FILE, "W")
     config = config_from_json(raw, root)
     info = raw.get("info", {})
     if not isinstance(info, dict):
@@ -110,9 +116,11 @@ def load_run(path: PathLike) -> Run:
         )
 
     tensors = files.read_safetensors(root / WEIGHTS_FILE)
-    params, snapshots = _split_weights(tensors, config, root)
+    where = (str(root / WEIGHTS_FILE), WEIGHTS_FILE, CONFIG_FILE)
+    params, snapshots = _split_weights(tensors, config, where)
     history = files.read_safetensors(root / HISTORY_FILE)
-    steps, hist_loss = _split_history(history, config, root)
+    where = (str(root / HISTORY_FILE), HISTORY_FILE, CONFIG_FILE)
+    steps, hist_loss = _split_history(history, config, where)
     metrics = files.read_json(root / METRICS_FILE)
     loss = _loss_from_metrics(metrics, config, root)
     dataset_loss = None
@@ -141,6 +149,71 @@ def load_run(path: PathLike) -> Run:
     )
 
 
+HISTORY_PREFIX = "history."
+LOSS_TENSORS = ("loss", "dataset_loss")
+
+
+def run_tensors(run: Run) -> dict[str, torch.Tensor]:
+    """Every tensor of ``run`` under one flat name each, for stores that keep many runs in one
+    file or send them between processes: the parameters and snapshots as in
+    ``weights.safetensors``, ``history.steps`` and ``history.loss``, ``loss`` and, for a finite
+    training set, ``dataset_loss``. :func:`run_from_tensors` reads them back."""
+    _check_run(run)
+    tensors = dict(run.params)
+    if run.snapshots:
+        for k, v in run.snapshots.items():
+            tensors[SNAPSHOT_PREFIX + k] = v
+        tensors[SNAPSHOT_STEPS] = torch.tensor(snapshot_steps(run.config), dtype=torch.int64)
+    tensors[HISTORY_PREFIX + "steps"] = run.history_steps.to(torch.int64)
+    tensors[HISTORY_PREFIX + "loss"] = run.history_loss
+    tensors["loss"] = run.loss
+    if run.dataset_loss is not None:
+        tensors["dataset_loss"] = run.dataset_loss
+    return tensors
+
+
+def run_from_tensors(
+    config: RunConfig,
+    tensors: dict[str, torch.Tensor],
+    info: dict[str, Any],
+    where: Where,
+) -> Run:
+    """The :class:`Run` of ``config`` whose tensors :func:`run_tensors` named, validated as
+    :func:`load_run` validates a run directory; ``where`` names the source in errors."""
+    weights = {
+        k: v
+        for k, v in tensors.items()
+        if not k.startswith(HISTORY_PREFIX) and k not in LOSS_TENSORS
+    }
+    params, snapshots = _split_weights(weights, config, where)
+    history = {
+        k[len(HISTORY_PREFIX) :]: v for k, v in tensors.items() if k.startswith(HISTORY_PREFIX)
+    }
+    steps, hist_loss = _split_history(history, config, where)
+    source, short, config_file = where
+    losses: dict[str, torch.Tensor] = {}
+    for key in LOSS_TENSORS:
+        if key not in tensors:
+            if key == "loss":
+                raise RunDirError(f"{source} has no tensor 'loss'")
+            continue
+        _check_float(tensors[key], key, source)
+        _compare_shape(
+            f"{short} has {key}", tensors[key], (config.n_instances,), config_file, "[inst]"
+        )
+        losses[key] = tensors[key]
+    return Run(
+        config=config,
+        params=params,
+        loss=losses["loss"],
+        history_steps=steps,
+        history_loss=hist_loss,
+        snapshots=snapshots,
+        info=dict(info),
+        dataset_loss=losses.get("dataset_loss"),
+    )
+
+
 def read_config_json(path: PathLike) -> dict[str, Any]:
     """The raw ``config.json`` of a run directory, its keys and schema version checked."""
     root = Path(path)
@@ -148,6 +221,12 @@ def read_config_json(path: PathLike) -> dict[str, Any]:
     raw = files.read_json(file)
     if not isinstance(raw, dict):
         raise RunDirError(f"{file} must hold a JSON object, got {type(raw).__name__}")
+    if raw.get("kind") == "sae":  # superposition.sae.store's KIND (a layer above this one)
+        raise RunDirError(
+            f"{root} is an SAE directory written by `superposition sae`, not a toy-model run; "
+            "read it in Python with superposition.sae.load_sae, and give this command the run "
+            "the SAEs were trained on"
+        )
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
         raise RunDirError(
@@ -162,6 +241,31 @@ def read_config_json(path: PathLike) -> dict[str, Any]:
             f"schema_version {SCHEMA_VERSION} only"
         )
     return raw
+
+
+def check_stored_sizes(raw: Any, weights: Path, name: str) -> None:
+    """Refuse a raw ``config.json`` whose n_features or n_hidden disagree with the shape of the
+    tensor ``name`` ([inst, feat, hidden]) in the safetensors file ``weights``.
+
+    Only the file's header is read, and this runs before the config is built: a corrupt size in
+    ``config.json`` (say n_features = 10**9) is refused before anything of that size is
+    allocated. A missing tensor is left to the full check that follows.
+    """
+    shape = files.safetensors_shapes(weights).get(name)
+    if shape is None or not isinstance(raw, dict):
+        return
+    if len(shape) != 3:
+        raise RunDirError(
+            f"{weights} has {name} of shape {list(shape)}; it must be [inst, feat, hidden]"
+        )
+    data, model = raw.get("data"), raw.get("model")
+    for section, key, axis in ((data, "n_features", 1), (model, "n_hidden", 2)):
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value != shape[axis]:
+            raise RunDirError(
+                f"{weights} has {name} of shape {list(shape)} but {CONFIG_FILE} says "
+                f"{key}={value} (axes [inst, feat, hidden])"
+            )
 
 
 def figures_dir(run_dir: PathLike) -> Path:
@@ -215,7 +319,13 @@ def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-_AXES = {3: "(instances, n_features, n_hidden)", 2: "(instances, n_features)"}
+PARAM_AXES = {
+    "W": "[inst, feat, hidden]",
+    "W_dec": "[inst, feat, hidden]",
+    "b": "[inst, feat]",
+    "b_hidden": "[inst, hidden]",
+}
+"""The axes of each parameter, as error messages name them."""
 
 
 def snapshot_steps(config: RunConfig) -> list[int]:
@@ -280,20 +390,25 @@ def _check_run(run: Run) -> None:
     for name, shape in expected_shapes(cfg).items():
         if name not in run.params:
             raise RunDirError(f"the run has no {name} but its config ({cfg.model.kind}) needs one")
-        _compare_shape(f"the run has {name}", run.params[name], shape, "its config")
+        _compare_shape(
+            f"the run has {name}", run.params[name], shape, "its config", PARAM_AXES[name]
+        )
     extra = sorted(set(run.params) - set(expected_shapes(cfg)))
     if extra:
         raise RunDirError(f"the run has unexpected parameter {extra[0]!r} for its config")
-    _compare_shape("the run has loss", run.loss, (cfg.n_instances,), "its config")
+    _compare_shape("the run has loss", run.loss, (cfg.n_instances,), "its config", "[inst]")
     steps = snapshot_steps(cfg)
     for name, snap in run.snapshots.items():
         if name not in run.params:
             raise RunDirError(f"the run has snapshots of unknown parameter {name!r}")
         shape = (len(steps), *run.params[name].shape)
-        _compare_shape(f"the run has snapshots of {name}", snap, shape, "its config")
+        _compare_shape(
+            f"the run has snapshots of {name}", snap, shape, "its config",
+            "[snap, " + PARAM_AXES[name][1:],
+        )  # fmt: skip
 
 
-def _write_contents(run: Run, tmp: Path) -> None:
+def _write_contents(run: Run, tmp: Path, metrics: dict[str, Any] | None = None) -> None:
     # atomic_folder renames the whole folder into place: its files need no rename of their own
     cfg = run.config
     config = {
@@ -315,7 +430,8 @@ def _write_contents(run: Run, tmp: Path) -> None:
     history = {"steps": run.history_steps.to(torch.int64), "loss": run.history_loss}
     files.write_safetensors(tmp / HISTORY_FILE, history, atomic=False)
 
-    files.write_json(tmp / METRICS_FILE, metrics_dict(run), compact_values=True, atomic=False)
+    metrics = metrics_dict(run) if metrics is None else metrics
+    files.write_json(tmp / METRICS_FILE, metrics, compact_values=True, atomic=False)
     (tmp / FIGURES_DIR).mkdir()
 
 
@@ -345,9 +461,10 @@ def config_from_json(raw: dict[str, Any], root: Path) -> RunConfig:
         raise RunDirError(str(exc)) from None
 
 
-def _compare_shape(what: str, t: torch.Tensor, shape: tuple[int, ...], source: str) -> None:
+def _compare_shape(
+    what: str, t: torch.Tensor, shape: tuple[int, ...], source: str, axes: str = ""
+) -> None:
     if tuple(t.shape) != tuple(shape):
-        axes = _AXES.get(len(shape), "")
         raise RunDirError(
             f"{what} of shape {list(t.shape)} but {source} says {list(shape)}"
             + (f" {axes}" if axes else "")
@@ -355,18 +472,18 @@ def _compare_shape(what: str, t: torch.Tensor, shape: tuple[int, ...], source: s
 
 
 def _split_weights(
-    tensors: dict[str, torch.Tensor], config: RunConfig, root: Path
+    tensors: dict[str, torch.Tensor], config: RunConfig, where: Where
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     shapes = expected_shapes(config)
-    file = WEIGHTS_FILE
+    source, file, config_file = where
     for name, shape in shapes.items():
         if name not in tensors:
             raise RunDirError(
-                f"{root / file} has no tensor {name!r}, which a {config.model.kind} "
+                f"{source} has no tensor {name!r}, which a {config.model.kind} "
                 f"{'tied' if config.model.is_tied else 'untied'} model needs"
             )
-        _check_float(tensors[name], name, root / file)
-        _compare_shape(f"{file} has {name}", tensors[name], shape, CONFIG_FILE)
+        _check_float(tensors[name], name, source)
+        _compare_shape(f"{file} has {name}", tensors[name], shape, config_file, PARAM_AXES[name])
     params = {name: tensors[name] for name in shapes}
     snapshots: dict[str, torch.Tensor] = {}
     steps = None
@@ -379,38 +496,39 @@ def _split_weights(
         name = key[len(SNAPSHOT_PREFIX) :] if key.startswith(SNAPSHOT_PREFIX) else ""
         if name not in shapes:
             raise RunDirError(
-                f"{root / file} has unexpected tensor {key!r}; expected "
+                f"{source} has unexpected tensor {key!r}; expected "
                 f"{', '.join(shapes)}, snapshot.<name> and snapshot_steps"
             )
-        _check_float(t, key, root / file)
+        _check_float(t, key, source)
         snapshots[name] = t
     if snapshots:
         want = snapshot_steps(config)
         if steps is None:
-            raise RunDirError(f"{root / file} has snapshots but no snapshot_steps tensor")
+            raise RunDirError(f"{source} has snapshots but no snapshot_steps tensor")
         if steps.dim() != 1 or steps.tolist() != want:
             raise RunDirError(
-                f"{root / file} has snapshot_steps {steps.tolist()} but {CONFIG_FILE} says {want}"
+                f"{source} has snapshot_steps {steps.tolist()} but {config_file} says {want}"
             )
         for name, t in snapshots.items():
             _compare_shape(
                 f"{file} has {SNAPSHOT_PREFIX}{name}",
                 t,
                 (len(want), *shapes[name]),
-                f"{CONFIG_FILE} (with {len(want)} snapshot steps)",
+                f"{config_file} (with {len(want)} snapshot steps)",
+                "[snap, " + PARAM_AXES[name][1:],
             )
     return params, snapshots
 
 
-def _check_float(t: torch.Tensor, name: str, file: Path) -> None:
+def _check_float(t: torch.Tensor, name: str, file: str) -> None:
     if not t.is_floating_point():
         raise RunDirError(f"{file} has {name} of dtype {t.dtype}; it must be a float tensor")
 
 
 def _split_history(
-    tensors: dict[str, torch.Tensor], config: RunConfig, root: Path
+    tensors: dict[str, torch.Tensor], config: RunConfig, where: Where
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    file = root / HISTORY_FILE
+    file, short, config_file = where
     for key in ("steps", "loss"):
         if key not in tensors:
             raise RunDirError(f"{file} has no tensor {key!r}")
@@ -424,10 +542,11 @@ def _split_history(
             f"{steps.dtype}; it must be a 1-D integer tensor"
         )
     _compare_shape(
-        f"{HISTORY_FILE} has loss",
+        f"{short} has loss",
         loss,
         (steps.shape[0], config.n_instances),
-        f"its steps and {CONFIG_FILE} (log steps, instances)",
+        f"its steps and {config_file}",
+        "[log, inst]",
     )
     return steps, loss
 

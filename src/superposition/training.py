@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from superposition import __version__
-from superposition._types import Tensor
+from superposition._types import Float, Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.losses import Loss, get_loss
@@ -308,42 +308,102 @@ def fit(
     return done
 
 
-def progress_bar(total: int, desc: str, progress: bool | None) -> Any:
-    """A tqdm bar (the notebook-aware one) when ``progress`` (default: stderr is a terminal)."""
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where stderr is no terminal, yet a bar shows)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and type(get()).__name__ == "ZMQInteractiveShell"
+
+
+def progress_bar(
+    total: int, desc: str, progress: bool | None, *, unit: str = "step", **options: Any
+) -> Any:
+    """The package's one kind of progress bar: tqdm's ``auto`` bar, a widget in Jupyter and text
+    on a terminal, when ``progress`` (default: stderr is a terminal, or in a Jupyter kernel);
+    else None. ``options`` go to tqdm (``initial``, ``bar_format``, ``leave`` ...)."""
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() or in_notebook()
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc=desc, leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, **{"leave": False, **options})
 
 
 # --------------------------------------------------------------------------------------------------
-# chunking
+# memory: the budget, the estimates and the chunks
+
+
+def machine_memory(device: torch.device) -> int:
+    """The bytes of memory ``device`` has: the GPU's, or the machine's physical memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 * 2**30
 
 
 def default_memory_budget(device: torch.device) -> float:
     """A quarter of the device's memory, in bytes."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory / 4
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 4 * 2**30
+    return machine_memory(device) / 4
+
+
+def budget_bytes(budget_gb: float | None, device: torch.device) -> float:
+    """The bytes one training may use on ``device``: ``budget_gb`` GiB (default: a quarter of the
+    device's memory), never more than the device has."""
+    if budget_gb is None:
+        return default_memory_budget(device)
+    return float(min(budget_gb * 2**30, machine_memory(device)))
 
 
 def memory_budget(config: RunConfig, device: torch.device) -> float:
-    """The bytes a chunk may use: the config's budget or the device's default."""
-    budget = config.train.memory_budget_gb
-    return budget * 2**30 if budget is not None else default_memory_budget(device)
+    """The bytes a chunk may use: the config's budget or the device's default (at most what the
+    device has)."""
+    return budget_bytes(config.train.memory_budget_gb, device)
+
+
+def gib(n_bytes: int | float) -> str:
+    """A number of bytes in GiB, three significant digits, however large (a Python int can be
+    beyond what a float holds: then a power of ten)."""
+    try:
+        return f"{n_bytes / 2**30:.3g} GiB"
+    except OverflowError:
+        return f"10^{int((int(n_bytes).bit_length() - 31) * math.log10(2))} GiB"
+
+
+def describe_budget(budget_gb: float | None, device: torch.device) -> str:
+    """The limit :func:`budget_bytes` sets, in words, with how to raise it."""
+    total = gib(machine_memory(device))
+    where = "the GPU's" if device.type == "cuda" else "this machine's"
+    limit = gib(budget_bytes(budget_gb, device))
+    if budget_gb is None:
+        return (
+            f"the memory budget of {limit} (a quarter of {where} {total}; memory_budget_gb "
+            "raises it)"
+        )
+    if budget_gb * 2**30 >= machine_memory(device):
+        return f"all of {where} {total} of memory"
+    return f"the memory budget of {limit} (memory_budget_gb; {where} memory is {total})"
+
+
+def check_memory(
+    what: str, need: int, limit: int | float, limit_text: str, advice: str, detail: str = ""
+) -> None:
+    """Refuse ``need`` bytes above ``limit`` with one sentence: ``what`` (and ``detail``) names
+    the values that need them, ``limit_text`` the limit, ``advice`` what to change."""
+    if need > limit:
+        raise ConfigError(
+            f"{what} needs about {gib(need)}{detail}, more than {limit_text}; {advice}"
+        )
 
 
 def bytes_per_instance(config: RunConfig) -> int:
     """Peak bytes one instance needs during a step (float32): about five [batch, feat] tensors
     (input, output, difference, gradient, a temporary) and four [batch, hidden] ones, plus
     parameters, gradients and Adam moments, a finite training set, and the held-out evaluation's
-    own batches."""
+    own batches. Python integers throughout, so absurd sizes give an absurd number, not an
+    overflow."""
     n, m, batch = config.data.n_features, config.model.n_hidden, config.train.batch_size
     n_params = sum(math.prod(s[1:]) for s in param_shapes(config, 1).values())
     dataset = (config.data.dataset_size or 0) * n if config.data.source == "finite" else 0
@@ -351,6 +411,59 @@ def bytes_per_instance(config: RunConfig) -> int:
         batch = min(batch, config.data.dataset_size or batch)
     step = 5 * batch * n + 4 * batch * m + 4 * n_params + 2 * dataset
     return 4 * max(step, 5 * min(config.train.eval_samples, EVAL_BATCH) * n + dataset)
+
+
+HOST_BYTES_PER_INSTANCE = 4096
+"""Bytes of Python bookkeeping per instance on the host (seeds, stream keys, per-instance
+tensors), besides its results (measured: about 3 KiB per instance for a million instances)."""
+
+
+def kept_bytes_per_instance(config: RunConfig) -> int:
+    """Bytes one instance holds on the host until the run is returned: its parameters (three
+    copies: the chunk's, the concatenation and the run's own), its snapshots, its logged losses,
+    its density and importance rows, and :data:`HOST_BYTES_PER_INSTANCE`."""
+    train_cfg, n = config.train, config.data.n_features
+    n_params = sum(math.prod(s[1:]) for s in param_shapes(config, 1).values())
+    n_log = train_cfg.steps // train_cfg.log_every + 2
+    snaps = len(set(train_cfg.snapshot_steps))
+    return 4 * (3 * n_params * (1 + snaps) + 3 * n_log + 2 * n) + HOST_BYTES_PER_INSTANCE
+
+
+def check_sizes(configs: Sequence[RunConfig], device: torch.device | None = None) -> None:
+    """Refuse, with one sentence naming the sizes, the estimate and the limit, a training that
+    does not fit: one instance's step (with its finite training set) must fit the memory budget
+    of ``device`` (default: the configs'), and what all instances keep until the run is returned
+    must fit in half of the host's memory. Arithmetic on Python integers only: nothing is
+    allocated, and absurd sizes give absurd estimates, never an overflow."""
+    template = configs[0]
+    device = device if device is not None else resolve_device(template.train.device)
+    data, train_cfg = template.data, template.train
+    sizes = (
+        f"n_features {data.n_features}, n_hidden {template.model.n_hidden}, batch_size "
+        f"{train_cfg.batch_size}"
+    )
+    budget = train_cfg.memory_budget_gb
+    finite = data.source == "finite"
+    check_memory(
+        f"dataset_size {data.dataset_size}" if finite else "one instance",
+        bytes_per_instance(template),
+        budget_bytes(budget, device),
+        describe_budget(budget, device),
+        "use smaller sizes",
+        f" per instance ({sizes})" if finite else f" to train ({sizes})",
+    )
+    total = sum(c.n_instances for c in configs)
+    kept = sum(c.n_instances * kept_bytes_per_instance(c) for c in configs)
+    host = machine_memory(torch.device("cpu"))
+    check_memory(
+        f"keeping the results of {total:,} instance{'s' if total != 1 else ''}",
+        kept,
+        host / 2,
+        f"half of this machine's {gib(host)}",
+        "train fewer instances, log less often or keep fewer snapshots",
+        f" (steps {train_cfg.steps} logged every {train_cfg.log_every}, "
+        f"{len(train_cfg.snapshot_steps)} snapshot(s))",
+    )
 
 
 def chunk_size(config: RunConfig, device: torch.device, instances: int | None = None) -> int:
@@ -417,7 +530,8 @@ def check(
 ) -> None:
     """Refuse, before anything is allocated or written, what :func:`train_many` would refuse:
     configs that cannot share a training, an unknown loss, data source or step, a device that is
-    not there, a training set that does not fit the memory budget, a sampler without its source."""
+    not there, sizes that do not fit the memory budget (:func:`check_sizes`), a sampler without
+    its source."""
     if not configs:
         raise ConfigError("train_many needs at least one config")
     template = configs[0]
@@ -437,16 +551,8 @@ def check(
 
         if step not in STEPS:
             raise ConfigError(f"step must be one of auto, {', '.join(STEPS)}; got {step!r}")
+    check_sizes(configs, device)
     data = template.data
-    if data.source == "finite":
-        need = bytes_per_instance(template)
-        budget = memory_budget(template, device)
-        if need > budget:
-            raise ConfigError(
-                f"dataset_size {data.dataset_size} needs {need / 2**30:.3g} GiB per instance "
-                f"({data.n_features} features), more than the memory budget of "
-                f"{budget / 2**30:.3g} GiB; use a smaller dataset_size or raise memory_budget_gb"
-            )
     if (sampler is None) != (data.source != "sampler"):
         if sampler is None:
             raise ConfigError(
@@ -477,11 +583,13 @@ def train(
 ) -> Run:
     """Train every instance of ``config`` and return the :class:`Run`.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal). Callbacks are called at
-    every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its ``stop`` to
-    end training); ``hooks`` are :class:`Hook` objects for finer control (e.g. :class:`EarlyStop`).
-    ``sampler`` is the data of ``DataConfig(source="sampler")``: ``sampler(batch, generator)``
-    returns a ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter). Callbacks
+    are called at every logging step (``config.train.log_every``) with a :class:`StepInfo` (set its
+    ``stop`` to end training); ``hooks`` are :class:`Hook` objects for finer control (e.g.
+    :class:`EarlyStop`); a logger (:mod:`superposition.loggers`) comes in as a callback,
+    :func:`superposition.loggers.run_callback`. ``sampler`` is the data of
+    ``DataConfig(source="sampler")``: ``sampler(batch, generator)`` returns a
+    ``[batch, inst, feat]`` tensor. ``step`` forces one implementation of the step
     (:data:`superposition.steps.STEPS`; "auto" picks the cheapest that can run the config), and the
     choice is recorded in ``Run.info["step"]``.
     """
@@ -516,16 +624,9 @@ def train_many(
     table = Instances.cat([Instances.of(c) for c in configs])
     size = chunk_size(template, device, len(table))
     started = time.perf_counter()
-    # chunks by the memory budget; within a chunk, runs of instances that share a step (each
-    # instance's cheapest, so its step never depends on what it is stacked with)
-    work: list[tuple[StepSpec, type[Step], range]] = []
+    work = _plan(configs, table, device, sampler, step)
+    loss = get_loss(template.train.loss)
     n_chunks = math.ceil(len(table) / size)
-    for start in range(0, len(table), size):
-        chunk = range(start, min(start + size, len(table)))
-        spec = _spec(template, table, chunk, device, loss, sampler)
-        for rows, step_cls in plan_steps(spec, step):
-            part = range(chunk.start + rows.start, chunk.start + rows.stop)
-            work.append((_spec(template, table, part, device, loss, sampler), step_cls, part))
     bar = progress_bar(template.train.steps * len(work), "training", progress)
     parts = [
         _train_chunk(spec, step_cls, rows, callbacks, hooks, bar)
@@ -574,6 +675,57 @@ def train_many(
             )
         )
     return runs
+
+
+def held_out_loss(
+    config: RunConfig, params: dict[str, Tensor], *, sampler: Sampler | None = None
+) -> Float[Tensor, " inst"]:
+    """Each instance's loss on ``config.train.eval_samples`` fresh held-out samples, for weights
+    made elsewhere (imported, edited by hand): the number :func:`train` records as ``Run.loss``
+    and best-of-N compares. Evaluated on the CPU with the generic torch step."""
+    get_source(config.data.source)
+    if config.data.source == "sampler" and sampler is None:
+        raise ConfigError("data source 'sampler' needs a sampler to evaluate on: pass sampler=fn")
+    device = torch.device("cpu")
+    table = Instances.of(config)
+    spec = _spec(config, table, range(len(table)), device, get_loss(config.train.loss), sampler)
+    on_device = {k: v.to(device, torch.float32) for k, v in params.items()}
+    model = ToyModel(config.model.kind, **on_device, overlap=model_overlap(config, device))
+    step_cls = plan_steps(spec, "torch")[0][1]
+    return step_cls(spec, model, {}).held_out_loss(config.train.eval_samples)
+
+
+def estimated_seconds(configs: Sequence[RunConfig], *, step: str = "auto") -> float:
+    """Estimated seconds that :func:`train_many` would take on ``configs``: each planned step's
+    cost model (:meth:`Step.cost`) times the steps, with no timing. Good for ordering work (the
+    longest first), not as a promise: the models were fitted on one machine. ``configs`` must be
+    able to share a training (see :func:`check`)."""
+    device = resolve_device(configs[0].train.device)
+    table = Instances.cat([Instances.of(c) for c in configs])
+    work = _plan(configs, table, device, None, step)
+    return configs[0].train.steps * sum(cls.cost(spec) for spec, cls, _ in work)
+
+
+def _plan(
+    configs: Sequence[RunConfig],
+    table: Instances,
+    device: torch.device,
+    sampler: Sampler | None,
+    step: str,
+) -> list[tuple[StepSpec, type[Step], range]]:
+    """Chunks by the memory budget; within a chunk, runs of instances that share a step (each
+    instance's cheapest, so its step never depends on what it is stacked with)."""
+    template = configs[0]
+    loss = get_loss(template.train.loss)
+    size = chunk_size(template, device, len(table))
+    work: list[tuple[StepSpec, type[Step], range]] = []
+    for start in range(0, len(table), size):
+        chunk = range(start, min(start + size, len(table)))
+        spec = _spec(template, table, chunk, device, loss, sampler)
+        for rows, step_cls in plan_steps(spec, step):
+            part = range(chunk.start + rows.start, chunk.start + rows.stop)
+            work.append((_spec(template, table, part, device, loss, sampler), step_cls, part))
+    return work
 
 
 def _spec(
@@ -632,3 +784,36 @@ def _train_chunk(
         "snapshots": snapshots.tensors(),
         "steps_done": done,
     }
+
+
+# the API in reading order (the docs list it so): what a user calls first, the loop's parts after
+__all__ = [
+    "train",
+    "train_many",
+    "held_out_loss",
+    "estimated_seconds",
+    "check",
+    "StepInfo",
+    "Callback",
+    "Hook",
+    "EarlyStop",
+    "LossHistory",
+    "Snapshots",
+    "Progress",
+    "fit",
+    "StepFunction",
+    "stack_key",
+    "chunk_size",
+    "memory_budget",
+    "default_memory_budget",
+    "bytes_per_instance",
+    "resolve_device",
+    "lr_at",
+    "progress_bar",
+    "param_shapes",
+    "init_params",
+    "FlatParams",
+    "AdamFlat",
+    "BETAS",
+    "EPS",
+]

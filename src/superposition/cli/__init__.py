@@ -1,5 +1,5 @@
 """The command line: ``superposition COMMAND``, one module per command (``train``, ``inspect``,
-``plot``, ``reproduce``, ``report``, ``sweep``, ``sae``, ``explore``).
+``plot``, ``reproduce``, ``report``, ``sweep``, ``sae``, ``explore``, ``warmup``).
 
 Every config field becomes a flag, generated from the dataclasses with the field's documentation
 as its help, so the two cannot drift apart. Bad input (a :class:`ConfigError` or
@@ -19,7 +19,17 @@ import sys
 from collections.abc import Sequence
 
 from superposition import __version__
-from superposition.cli import explore, inspect, plot, report, reproduce, sae, sweep, train
+from superposition.cli import (
+    explore,
+    inspect,
+    plot,
+    report,
+    reproduce,
+    sae,
+    sweep,
+    train,
+    warmup,
+)
 from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -39,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "sweep": sweep.COMMAND,
     "sae": sae.COMMAND,
     "explore": explore.COMMAND,
+    "warmup": warmup.COMMAND,
 }
 """The subcommands, in the order ``--help`` lists them."""
 

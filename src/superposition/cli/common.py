@@ -9,6 +9,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -58,3 +59,37 @@ def print_error(message: object) -> None:
 def print_interrupted(message: str = NOTHING_SAVED) -> None:
     """What a command says on stderr when Ctrl-C stops it."""
     print(message, file=sys.stderr)
+
+
+def add_logging(p: argparse.ArgumentParser) -> None:
+    """The ``--log`` and ``--log-dir`` flags of the commands that train."""
+    p.add_argument(
+        "--log",
+        choices=("wandb", "tensorboard"),
+        help="Send each group's loss and geometry to Weights & Biases or TensorBoard as it trains "
+        "(needs the extra of the same name).",
+    )
+    p.add_argument(
+        "--log-dir",
+        default="logs",
+        metavar="DIR",
+        help="Where the logger writes: TensorBoard's event files in DIR/NAME (NAME: --out's "
+        "folder name), W&B's files in DIR/wandb (default: logs).",
+    )
+
+
+def check_logging(args: argparse.Namespace) -> None:
+    """Refuse ``--log`` whose extra is missing (a ConfigError naming it), before any training."""
+    if args.log is not None:
+        from superposition.loggers import check_backend
+
+        check_backend(args.log)
+
+
+def open_logging(args: argparse.Namespace, name: str, config: dict[str, Any]) -> Any:
+    """The logger ``--log`` asks for (None without it)."""
+    if args.log is None:
+        return None
+    from superposition.loggers import open_logger
+
+    return open_logger(args.log, log_dir=args.log_dir, name=name, config=config)

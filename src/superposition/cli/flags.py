@@ -229,22 +229,11 @@ def flag_values(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML config file, with one-sentence errors for a missing, unreadable or malformed file."""
-    import tomllib
+    """A TOML config file, with one-sentence errors for a missing, unreadable, malformed or
+    hostile file (:func:`superposition.files.read_toml`)."""
+    from superposition.files import read_toml as read
 
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    return read(path, "config file")
 
 
 def as_field_types(section: str, values: Mapping[str, Any]) -> dict[str, Any]:

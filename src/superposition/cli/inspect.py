@@ -51,7 +51,7 @@ def inspect_dict(path: Path) -> dict[str, Any]:
         "importance_decay": [cfg.groups[g].importance_decay for g in group_of],
         "relative_importance": [cfg.groups[g].relative_importance for g in group_of],
         "bias": run.b.tolist(),
-        **geometry.summary(run.W),
+        **geometry.summary(run),
         "best": best,
         "groups": groups,
         "info": run.info,

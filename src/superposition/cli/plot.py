@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from superposition.cli.common import EXIT_OK, Command
+from superposition.files import check_destination
 
 HELP = "Draw the figures of a run directory or a sweep folder as PNG and SVG."
 DESCRIPTION = (
@@ -29,10 +30,12 @@ def check_out(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superposition.plots import draw
-
     out = Path(args.out)
+    check_destination(out)
     check_out(out)
+
+    from superposition.plots import draw  # matplotlib: only once the destination is known good
+
     written = draw(Path(args.folder), out)
     for path in written:
         print(path)

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from superposition.cli.common import EXIT_OK, Command
+from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Write the HTML report of a results folder (figures redrawn from the runs, no training)."
 DESCRIPTION = (
@@ -21,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="Where to write the HTML file (default: DIR/report.html).",
+        help="Where to write the HTML file (default: DIR/report.html, rewritten each time).",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="Replace a file that already exists at --out FILE."
     )
     p.add_argument(
         "--no-redraw",
@@ -33,11 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from superposition import report
 
-    info = report.write_report(
-        Path(args.dir),
-        out=Path(args.out) if args.out else None,
-        redraw=not args.no_redraw,
-    )
+    out = Path(args.out) if args.out else None
+    check_destination(out if out is not None else Path(args.dir) / report.REPORT_FILE)
+    if out is not None and out.is_file() and not args.force:
+        raise ConfigError(f"--out {out} already exists; pass --force to replace it")
+    info = report.write_report(Path(args.dir), out=out, redraw=not args.no_redraw)
     for sec in info.sections:
         if sec.status == "ok":
             print(f"{sec.name}: {sec.holding} of {len(sec.claims)} claims hold")

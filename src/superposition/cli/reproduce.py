@@ -15,6 +15,7 @@ from superposition.cli.common import (
     progress,
 )
 from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Reproduce one of the paper's experiments: train, save, draw figures, check claims."
 
@@ -47,7 +48,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="Replace results already at DIR/NAME (every NAME)."
     )
+    p.add_argument(
+        "--workers",
+        default=None,
+        metavar="N",
+        help="Processes that train runs side by side, one thread each (default: one per CPU "
+        "core, or 1 when training on CUDA). The results do not depend on it.",
+    )
     add_progress(p)
+
+
+def workers_count(text: str | None) -> int | None:
+    """``--workers``: a whole number of at least 1 (``None`` when not given)."""
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--workers must be a whole number >= 1, got {text!r}")
+    return n
 
 
 def print_claims(claims: Sequence[Any]) -> None:
@@ -58,6 +79,8 @@ def print_claims(claims: Sequence[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_destination(args.out)  # before any work, for one experiment and --all alike
+
     from superposition import reproduce
 
     if args.all:
@@ -73,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick,
             force=args.force,
             progress=progress(args),
+            workers=workers_count(args.workers),
         )
     except KeyboardInterrupt:
         print_interrupted()
@@ -117,24 +141,28 @@ def run_all(args: argparse.Namespace) -> int:
         raise ConfigError("; ".join(refusals) + " (nothing was trained)")
     for name in skipped:
         print(f"skipping {name}: not available in this version yet")
-    for k, name in enumerate(available, 1):
-        print(f"== {k}/{len(available)} {name}")
-        try:
-            target, claims = reproduce.reproduce(
-                name,
-                out,
-                quick=args.quick,
-                force=args.force,
-                progress=progress(args),
-            )
-        except KeyboardInterrupt:
-            done = ", ".join(available[: k - 1]) or "none"
-            print_interrupted(
-                f"interrupted: {name} was not saved; finished experiments ({done}) are in {out}"
-            )
-            return EXIT_INTERRUPTED
+    finished: list[str] = []
+
+    def on_done(name: str, target: Path, claims: Sequence[Any]) -> None:
+        finished.append(name)
+        print(f"== {len(finished)}/{len(available)} {name}")
         print_claims(claims)
         print(f"saved to {target}")
+
+    try:
+        reproduce.reproduce_many(
+            available,
+            out,
+            quick=args.quick,
+            force=args.force,
+            progress=progress(args),
+            workers=workers_count(args.workers),
+            on_done=on_done,
+        )
+    except KeyboardInterrupt:
+        done = ", ".join(finished) or "none"
+        print_interrupted(f"interrupted: finished experiments ({done}) are in {out}")
+        return EXIT_INTERRUPTED
     info = report.write_report(out)
     print(f"report: {info.path}")
     print(info.summary())

@@ -14,14 +14,18 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
     fmt,
+    open_logging,
     print_interrupted,
     progress,
 )
 from superposition.cli.flags import add_dataclass_flags, dataclass_flags, dataclass_values
 from superposition.errors import RunDirError
-from superposition.sae.config import SAEConfig
+from superposition.files import check_destination
+from superposition.sae.config import SAEConfig, check_options_apply
 
 HELP = "Train sparse autoencoders on a toy run's hidden activations and score them."
 DESCRIPTION = (
@@ -40,17 +44,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
     p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
     add_progress(p)
+    add_logging(p)
     add_dataclass_flags(p, SECTION, SAEConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> SAEConfig:
     """The SAE config: its defaults with the flags on top."""
-    values = dataclass_values(args, dataclass_flags(SECTION, SAEConfig))
+    flags = dataclass_flags(SECTION, SAEConfig)
+    values = dataclass_values(args, flags)
+    spelled = {ff.name: ff.flag for ff in flags}
+    check_options_apply(values, spell=spelled.__getitem__)
     return SAEConfig.from_dict(values, source="command line")
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad values fail here, before torch is imported
+    check_destination(args.out)
     source, out = Path(args.run), Path(args.out)
 
     from superposition.sae.store import check_sae_target, is_sae_dir, save_sae
@@ -65,40 +74,31 @@ def run(args: argparse.Namespace) -> int:
         raise RunDirError(f"{source} is not a toy-model run directory (it has no config.json)")
     toy = load_run(source)
     check_sae_target(out, overwrite=args.force, hint="--force")
+    check_logging(args)
+    figures: list[str] = []
+
+    def draw(sae_run: Any, folder: Path) -> None:
+        from superposition.plots.sae import draw_sae
+
+        figures.extend(p.name for p in draw_sae(sae_run, folder))
+
+    logger = open_logging(args, out.name, config.to_dict())
     try:
-        sae_run = train_sae(toy, config, source_path=str(source), progress=progress(args))
-        save_sae(sae_run, out, overwrite=args.force)
+        try:
+            sae_run = train_sae(
+                toy, config, source_path=str(source), progress=progress(args), logger=logger
+            )
+        finally:
+            if logger is not None:
+                logger.close()
+        # the figures are drawn inside the folder before it is renamed into place: killed at any
+        # moment, the command leaves a complete SAE directory (figures included) or none
+        save_sae(sae_run, out, overwrite=args.force, figures=draw)
     except KeyboardInterrupt:
         print_interrupted()
         return EXIT_INTERRUPTED
-    figures = draw_figures(sae_run, out)
     print_summary(sae_run, out, figures)
     return EXIT_OK
-
-
-def draw_figures(sae_run: Any, out: Path) -> list[str]:
-    """Write figures/recovery.png, and for 2-D toy models decoder_directions.png and (when
-    snapshots were kept and the dictionaries are small) training.gif."""
-    import matplotlib.pyplot as plt
-
-    from superposition.plots import sae as sae_plots
-    from superposition.store import write_figure
-
-    names = []
-    fig = sae_plots.recovery(sae_run)
-    write_figure(out, "recovery.png", lambda p: fig.savefig(p, dpi=110))
-    plt.close(fig)
-    names.append("recovery.png")
-    if sae_run.source_config.model.n_hidden == 2:
-        fig = sae_plots.decoder_directions(sae_run)
-        write_figure(out, "decoder_directions.png", lambda p: fig.savefig(p, dpi=110))
-        plt.close(fig)
-        names.append("decoder_directions.png")
-        if sae_run.snapshots and sae_run.W_dec.shape[1] <= 64:
-            anim = sae_plots.training_animation(sae_run)
-            write_figure(out, "training.gif", lambda p: sae_plots.save_animation(anim, p))
-            names.append("training.gif")
-    return names
 
 
 def print_summary(sae_run: Any, out: Path, figures: list[str]) -> None:

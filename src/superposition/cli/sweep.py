@@ -17,7 +17,10 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
+    open_logging,
     print_interrupted,
     progress,
 )
@@ -29,6 +32,7 @@ from superposition.cli.flags import (
     read_toml,
 )
 from superposition.errors import ConfigError
+from superposition.files import check_destination
 
 HELP = "Run a sweep file: a labelled grid of configs, trained in a few batched chunks."
 EXAMPLE = """\
@@ -44,15 +48,18 @@ example SWEEP.toml (Section 3's phase diagram):
   density = {logspace = [0, -2, 40]}              # 1 ... 0.01
   relative_importance = {logspace = [-1, 1, 40]}  # 0.1 ... 10
 
-Writes DIR/sweep.json, DIR/points/NNNN/ (one run directory per point) and DIR/results.csv (one row
-per point: axis values, best and mean loss, the best seed's norms, dimensionalities,
-superposition and geometry). Interrupted? Run the same command again: finished points are kept.
+Writes DIR/sweep.json, DIR/points.safetensors (every point's weights and histories),
+DIR/metrics.json (every seed's losses and geometry) and DIR/results.csv (one row per point: axis
+values, best and mean loss, the best seed's norms, dimensionalities, superposition and geometry);
+--layout points writes one run directory per point, DIR/points/NNNN/, instead of the first two.
+Interrupted? Run the same command again: finished points are kept.
 """
 DESCRIPTION = (
-    "Train every point of a sweep file and write DIR/results.csv and one run directory per point. "
-    "Points that fit together train as one batched training; a rerun of the same command resumes "
-    "an interrupted sweep. --backend ray runs the chunks as Ray tasks (pip install "
-    "'superposition[ray]')."
+    "Train every point of a sweep file and write DIR/results.csv and every point's weights, in "
+    "one file or (--layout points) one run directory per point. Points that fit together train "
+    "as one batched training; a rerun of the same command resumes an interrupted sweep. "
+    "--backend ray runs the chunks as Ray tasks (pip install 'toy-superposition[ray]'); their "
+    "results come back through Ray, so the cluster needs no shared filesystem."
 )
 
 
@@ -79,6 +86,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="At most N instances per chunk (default: as many as the memory budget allows).",
     )
     p.add_argument(
+        "--layout",
+        choices=("compact", "points"),
+        default=None,
+        help="How DIR keeps the points: 'compact' (all in one file; the default for a new DIR) or "
+        "'points' (a run directory each). A sweep being resumed keeps its own.",
+    )
+    p.add_argument(
         "--force", action="store_true", help="Replace a different sweep already at --out."
     )
     p.add_argument(
@@ -87,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Draw the sweep's figures into DIR/figures (PNG, SVG) when it is complete.",
     )
     add_progress(p)
+    add_logging(p)
     add_config_flags(p)
 
 
@@ -117,22 +132,36 @@ def sweep_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     sweep = sweep_from_args(args)  # bad input fails here, before anything is written
+    check_destination(args.out)
     from superposition.distributed import backend as make_backend
     from superposition.sweep import done_points, run_sweep
 
+    if args.log is not None and args.backend != "local":
+        raise ConfigError(
+            f"--log watches training in this process, so it needs --backend local, "
+            f"not {args.backend!r}"
+        )
+    check_logging(args)
     backend = make_backend(args.backend, address=args.address)
     out = Path(args.out)
+    logger = open_logging(args, out.name, sweep.to_dict())
     try:
-        result = run_sweep(
-            sweep,
-            out,
-            backend=backend,
-            progress=progress(args),
-            force=args.force,
-            max_chunk_instances=args.chunk_instances,
-        )
+        try:
+            result = run_sweep(
+                sweep,
+                out,
+                backend=backend,
+                progress=progress(args),
+                force=args.force,
+                max_chunk_instances=args.chunk_instances,
+                layout=args.layout,
+                logger=logger,
+            )
+        finally:
+            if logger is not None:
+                logger.close()
     except KeyboardInterrupt:
-        done = len(done_points(out, sweep)) if out.is_dir() else 0
+        done = len(done_points(out, sweep)) if (out / "sweep.json").is_file() else 0
         print_interrupted(
             f"interrupted: {done} of {sweep.n_points} points are finished and kept in {out}; "
             "run the same command again to train the rest"
@@ -164,7 +193,12 @@ def print_summary(result: Any) -> None:
     shown = ", ".join(f"{label} ({n})" for label, n in labels.most_common(6))
     print(f"geometry of the best seeds: {shown}{' ...' if len(labels) > 6 else ''}")
     print(f"results: {result.path / 'results.csv'} (one row per point)")
-    print(f"runs: {result.path / 'points'}/NNNN (one run directory per point)")
+    if result.layout == "points":
+        print(f"runs: {result.path / 'points'}/NNNN (one run directory per point)")
+    else:
+        print(
+            f"runs: {result.path / 'points.safetensors'} (every point; SweepResult.load reads it)"
+        )
 
 
 COMMAND = Command(HELP, add_arguments, run, DESCRIPTION)

@@ -13,12 +13,16 @@ from superposition.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Command,
+    add_logging,
     add_progress,
+    check_logging,
     fmt,
+    open_logging,
     print_interrupted,
     progress,
 )
 from superposition.cli.flags import add_config_flags, config_from_args
+from superposition.files import check_destination
 
 HELP = "Train toy models from a TOML file and/or flags and save a run directory."
 DESCRIPTION = (
@@ -42,11 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--plot", action="store_true", help="Draw the run's figures into DIR/figures (PNG, SVG)."
     )
     add_progress(p)
+    add_logging(p)
     add_config_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # bad input fails here, before torch is imported
+    check_destination(args.out)
 
     from superposition.store import check_target, save_run
     from superposition.training import check, train
@@ -54,8 +60,19 @@ def run(args: argparse.Namespace) -> int:
     check([config])  # an unknown loss or source, a training set over the budget: refused now
     out = Path(args.out)
     check_target(out, overwrite=args.force, hint="--force")
+    check_logging(args)
+    logger = open_logging(args, out.name, config.to_dict())
     try:
-        trained = train(config, progress=progress(args))
+        callbacks = []
+        if logger is not None:
+            from superposition.loggers import run_callback
+
+            callbacks.append(run_callback(logger, config))
+        try:
+            trained = train(config, progress=progress(args), callbacks=callbacks)
+        finally:
+            if logger is not None:
+                logger.close()
         figures: Callable[..., object] | None = None
         if args.plot:
             from superposition.plots import draw_run

@@ -1,7 +1,7 @@
 """Engine backends beyond one process (layer 5); ``import superposition`` imports none of this.
 
 :class:`~superposition.distributed.ray_backend.RayBackend` runs a sweep's chunks as Ray tasks
-(``pip install 'superposition[ray]'``); :func:`backend` builds a backend from its name, as the
+(``pip install 'toy-superposition[ray]'``); :func:`backend` builds a backend from its name, as the
 command line spells it.
 """
 

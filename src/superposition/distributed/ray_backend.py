@@ -1,11 +1,12 @@
-"""A sweep's chunks as Ray tasks (``pip install 'superposition[ray]'``).
+"""A sweep's chunks as Ray tasks (``pip install 'toy-superposition[ray]'``).
 
 Each chunk is one task running :func:`superposition.sweep.train_chunk`, exactly what the local
-backend runs: it trains the chunk's points as one batched training and writes their run
-directories itself. So the workers must see the sweep folder at the driver's path and have
-superposition installed: always true for the local cluster this backend starts by default; on a
-cluster of several machines put the folder on a shared filesystem. The driver only waits, reports
-progress as tasks finish and writes the table at the end.
+backend runs: it trains the chunk's points as one batched training and returns their records,
+plain numpy arrays and dicts, which travel back through Ray's object store (Ray serialises them;
+nothing is read from disk with pickle). The task is given the sweep and the chunk's points, never
+a path: the driver checks each record against its point's config and writes it into the sweep
+folder as the task finishes, so the machines of the cluster need superposition installed but no
+access to the folder (no shared filesystem).
 
 Each point's result depends on its own config only (per-instance random streams), and each task
 limits torch and numba to the CPUs it reserved, so the merged result equals the local backend's on
@@ -13,24 +14,39 @@ the CPU however the points were split into tasks: bit for bit on the fused step,
 on the sparse and torch steps (see :mod:`superposition.sweep`).
 """
 
+import contextlib
 import os
 import socket
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from superposition.errors import ConfigError
-from superposition.sweep import Chunk, Report, SweepConfig, train_chunk
+from superposition.errors import ConfigError, install_hint
+from superposition.sweep import Chunk, PointRecord, Report, SweepConfig, Write, train_chunk
+from superposition.sweep.run import TRAINED_SHARE
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster given by address to answer before giving up."""
-INSTALL_HINT = "pip install 'superposition[ray]'"
+INSTALL_HINT = install_hint("ray")
+LOCAL_HINT = "check that `ray start --head` works on this machine, or run with --backend local"
+"""How to see why a local Ray cluster could not start, as the one-sentence error says it."""
 
 
-def _train_task(out: str, sweep: dict[str, Any], points: list[int], threads: int) -> list[int]:
-    """One chunk, in a Ray worker."""
+def cluster_hint(address: str) -> str:
+    """How to see why the cluster at ``address`` could not be used."""
+    return f"check it with `ray status --address {address}`, or run with --backend local"
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""What an HTTP/2 client sends first (RFC 9113, Section 3.4): the preface and an empty SETTINGS
+frame. Ray's head (its GCS) and Ray Client's server speak gRPC, which runs on HTTP/2, so they
+answer with a SETTINGS frame of their own; anything else there would leave ``ray.init`` retrying
+for minutes."""
+
+
+def _train_task(sweep: dict[str, Any], points: list[int], threads: int) -> list[PointRecord]:
+    """One chunk, in a Ray worker: its points' records (arrays and dicts) for the driver."""
     _limit_threads(threads)
-    train_chunk(out, SweepConfig.from_dict(sweep), points)
-    return points
+    return train_chunk(SweepConfig.from_dict(sweep), points)
 
 
 def _limit_threads(threads: int) -> None:
@@ -66,14 +82,34 @@ def check_reachable(address: str, timeout_s: float) -> None:
             f"the Ray address must be host:port, ray://host:port or auto, got {address!r}"
         )
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            speaks_grpc = _speaks_http2(conn)
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ConfigError(
             f"the Ray cluster at {address} does not answer ({reason} within {timeout_s:g} s); "
             "check the address, or leave it out to start a local cluster"
         ) from None
+    if not speaks_grpc:
+        raise ConfigError(
+            f"Ray could not start: something answers at {address} but it is not a Ray cluster "
+            f"(it does not speak gRPC); {cluster_hint(address)}"
+        )
+
+
+def _speaks_http2(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` answers an HTTP/2 preface with a SETTINGS frame."""
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except TimeoutError:
+        return False
+    return header[3] == 4  # the frame type: SETTINGS
 
 
 class RayBackend:
@@ -89,6 +125,7 @@ class RayBackend:
         num_cpus: int | None = None,
         cpus_per_task: int = 1,
         gpus_per_task: float = 0.0,
+        resources: Mapping[str, int | float] | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ):
         if address is not None and (not isinstance(address, str) or not address.strip()):
@@ -98,12 +135,22 @@ class RayBackend:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not gpus_per_task >= 0:
             raise ConfigError(f"gpus_per_task must be >= 0, got {gpus_per_task!r}")
+        resources = dict(resources or {})
+        for key, amount in resources.items():
+            if not isinstance(key, str) or not isinstance(amount, int | float) or not amount > 0:
+                raise ConfigError(
+                    f"resources maps names of custom Ray resources to amounts > 0, got "
+                    f"{key!r}: {amount!r}"
+                )
         if not connect_timeout_s > 0:
             raise ConfigError(f"connect_timeout_s must be > 0, got {connect_timeout_s!r}")
         self.address = address.strip() if address is not None else None
         self.num_cpus = num_cpus
         self.cpus_per_task = cpus_per_task
         self.gpus_per_task = gpus_per_task
+        self.resources = resources
+        """Custom Ray resources each task needs (``{"worker_node": 1}`` pins tasks to the nodes
+        started with that resource)."""
         self.connect_timeout_s = connect_timeout_s
         self._started = False
 
@@ -122,30 +169,50 @@ class RayBackend:
                     )
                 else:
                     ray.init(address=self.address)
-            except (ConnectionError, TimeoutError, RuntimeError) as exc:
-                where = "a local Ray cluster" if self.address is None else self.address
-                raise ConfigError(f"could not connect to {where} ({exc})") from None
+            except Exception as exc:  # Ray raises many types (OSError, RuntimeError, ...)
+                with contextlib.suppress(Exception):  # what it may have started half-way
+                    ray.shutdown()
+                if self.address is None:
+                    where, hint = "a local cluster", LOCAL_HINT
+                else:
+                    where, hint = f"the cluster at {self.address}", cluster_hint(self.address)
+                raise ConfigError(
+                    f"Ray could not start {where} ({_first_line(exc)}); {hint}"
+                ) from None
             self._started = True
-        cpus = ray.cluster_resources().get("CPU", 1)
-        return max(1, int(cpus // self.cpus_per_task))
+        have = ray.cluster_resources()
+        slots = have.get("CPU", 1) // self.cpus_per_task
+        for key, amount in self.resources.items():
+            if have.get(key, 0) < amount:
+                self.close()
+                raise ConfigError(
+                    f"the Ray cluster has {have.get(key, 0):g} of the resource {key!r}, but each "
+                    f"task needs {amount:g}; start a node with it or leave it out"
+                )
+            slots = min(slots, have[key] // amount)
+        return max(1, int(slots))
 
-    def run(self, out: Path, sweep: SweepConfig, chunks: list[Chunk], report: Report) -> None:
+    def run(
+        self, sweep: SweepConfig, chunks: Sequence[Chunk], report: Report, write: Write
+    ) -> None:
         ray = _import_ray()
         task = ray.remote(_train_task).options(
-            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task
+            num_cpus=self.cpus_per_task,
+            num_gpus=self.gpus_per_task,
+            resources=dict(self.resources),
         )
         doc = ray.put(sweep.to_dict())
-        folder = str(Path(out).resolve())
-        pending = {task.remote(folder, doc, list(c.points), self.cpus_per_task): c for c in chunks}
+        pending = {task.remote(doc, list(c.points), self.cpus_per_task): c for c in chunks}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     chunk = pending.pop(ref)
-                    _get(ray, ref)
-                    report(float(len(chunk.points)))
+                    records = _get(ray, ref)
+                    report(TRAINED_SHARE * len(chunk.points))
+                    write(records)
         except BaseException:
-            # finished chunks are on disk; the rest is trained again when the sweep is resumed
+            # finished chunks are written; the rest is trained again when the sweep is resumed
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
@@ -154,6 +221,12 @@ class RayBackend:
         if self._started:
             _import_ray().shutdown()
             self._started = False
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message`` (Ray's can run to many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -17,8 +17,9 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
     "adversarial",
     "privileged-basis",
     "computation",
+    "cross-entropy",
     "engineered-monosemanticity",
     "steering",
 )
-"""The experiments ``superposition reproduce`` knows: the paper's, in its order, then open
-questions it raises, answered with follow-up work's methods."""
+"""The experiments ``superposition reproduce`` knows: the paper's, in its order, then questions
+beyond it."""

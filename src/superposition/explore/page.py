@@ -8,7 +8,9 @@ are sent as typed; the server checks them and the page shows its message in ``#m
 """
 
 import html
+import json
 
+from superposition.colours import DIVERGING_SCALE
 from superposition.explore.form import FIELDS, Field
 
 STYLE = """
@@ -101,7 +103,7 @@ function drawGram(f, which, rev) {
   const a = Math.max(1e-6, ...f.gram.flat().map((v) => Math.abs(v || 0)));
   Plotly.react('gram', [{
     type: 'heatmap', z: f.gram, x: idx, y: idx, zmin: -a, zmax: a, zmid: 0,
-    colorscale: 'RdBu', reversescale: true,
+    colorscale: DIVERGING,
     hovertemplate: 'W<sub>%{y}</sub>·W<sub>%{x}</sub> = %{z}<extra></extra>',
   }], {
     title: {text: `W<sup>T</sup>W (${which})`}, margin: MARGIN, uirevision: rev,
@@ -280,7 +282,8 @@ def render() -> str:
 </section>
 </div>
 </main>
-<script>{SCRIPT}</script>
+<script>const DIVERGING = {json.dumps(DIVERGING_SCALE)};
+{SCRIPT}</script>
 </body>
 </html>
 """

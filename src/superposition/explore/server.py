@@ -11,17 +11,26 @@ traceback):
 ``POST /api/save``       write the last finished run under ``--out-dir`` (400 nothing to save)
 
 Bounds: request bodies of at most :data:`~superposition.explore.form.MAX_BODY` bytes, at most
-:data:`MAX_CONNECTIONS` requests served at once (more get 503 at once), a socket timeout for slow
-clients, one training at a time within the form's limits and the time limit. Requests must name
-this server as their Host (and, when a browser sends one, as their Origin), and POSTs must be
-``application/json``, so other web pages open in the same browser cannot drive the explorer.
+:data:`MAX_CONNECTIONS` connections open at once and :data:`MAX_SERVING` requests handled at once
+(more get 503 at once), one training at a time within the form's limits and the time limit. A
+request is read whole (headers and body) before it takes one of the :data:`MAX_SERVING` slots, and
+within a total deadline (:data:`REQUEST_DEADLINE`, 408 after it), so clients that send slowly
+cannot keep the others waiting: they hold a connection, never a slot, and not for long.
+
+Requests must name this server as their Host (and, when a browser sends one, as their Origin),
+and POSTs must be ``application/json``, so other web pages open in the same browser cannot drive
+the explorer.
 """
 
 import contextlib
 import errno
+import io
 import json
+import re
+import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from http import HTTPStatus
@@ -30,20 +39,36 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from superposition.errors import ConfigError
+from superposition import files
+from superposition.errors import ConfigError, install_hint
 from superposition.explore import page
 from superposition.explore.form import MAX_BODY, parse_form
 from superposition.explore.job import Busy, Trainer
 
 HOST = "127.0.0.1"
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 64
+"""Connections open at once (being read or served); more are answered 503 at once."""
+MAX_SERVING = 16
+"""Requests, read whole, handled at once; more are answered 503 at once."""
+REQUEST_DEADLINE = 10.0
+"""Seconds a client has to send its whole request (headers and body), however it sends it."""
 SOCKET_TIMEOUT = 10.0
+"""Seconds one send of the answer may wait for a client that does not read."""
+MAX_HEAD = 64 * 1024
+"""Largest request line and headers read, in bytes."""
 DRAIN_LIMIT = 2**20
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\n\r\n"
     b'{"error": "the explorer is serving too many requests at once; try again"}'
 )
+_TOO_SLOW = (
+    b"HTTP/1.0 408 Request Timeout\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\n\r\n"
+    b'{"error": "the request was not sent in time"}'
+)
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
 
 
 class ClientError(Exception):
@@ -60,8 +85,7 @@ def plotly_js() -> bytes:
         from plotly.offline import get_plotlyjs
     except ImportError:
         raise ConfigError(
-            "superposition explore draws with plotly; install it with: "
-            "pip install 'superposition[report]'"
+            f"superposition explore draws with plotly; install it with: {install_hint('report')}"
         ) from None
     return str(get_plotlyjs()).encode()
 
@@ -72,12 +96,22 @@ class ExploreServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int, out_dir: Path, trainer: Trainer):
+    def __init__(
+        self,
+        port: int,
+        out_dir: Path,
+        trainer: Trainer,
+        *,
+        request_deadline: float = REQUEST_DEADLINE,
+    ):
         self.out_dir = out_dir
         self.trainer = trainer
         self.page = page.render().encode()
         self.plotly = plotly_js()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.request_deadline = request_deadline
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(MAX_SERVING)
+        self._read: dict[socket.socket, bytes] = {}  # each request as read, for its handler
         try:
             super().__init__((HOST, port), Handler)
         except OSError as exc:
@@ -100,18 +134,42 @@ class ExploreServer(ThreadingHTTPServer):
         return f"http://{HOST}:{self.port}/"
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        # The slot is taken and given back in the request's own thread: taken in the accepting
-        # thread instead, a Ctrl-C landing there while the request's thread starts would give
-        # it back twice (and the ValueError would swallow the Ctrl-C).
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(_BUSY)
-            self.shutdown_request(request)
+        # The semaphores are taken and given back in the request's own thread: taken in the
+        # accepting thread instead, a Ctrl-C landing there while the request's thread starts
+        # would give them back twice (and the ValueError would swallow the Ctrl-C).
+        if not self._connections.acquire(blocking=False):
+            self._refuse(request, _BUSY)
             return
         try:
-            super().process_request_thread(request, client_address)
+            try:
+                self._read[request] = read_request(request, self.request_deadline)
+            except TimeoutError:
+                self._refuse(request, _TOO_SLOW)
+                return
+            except OSError:  # the client went away
+                self.shutdown_request(request)
+                return
+            # only now, with the whole request in memory, does it take a slot
+            if not self._slots.acquire(blocking=False):
+                self._refuse(request, _BUSY)
+                return
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self._slots.release()
         finally:
-            self._slots.release()
+            self._read.pop(request, None)
+            self._connections.release()
+
+    def _refuse(self, request: Any, answer: bytes) -> None:
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(answer)
+        self.shutdown_request(request)
+
+    def request_bytes(self, request: Any) -> bytes | None:
+        """The request read whole from ``request`` (its socket) before it was handled."""
+        return self._read.get(request)
 
     def close(self) -> None:
         """Stop any training and the server (call from another thread than serve_forever's)."""
@@ -121,6 +179,36 @@ class ExploreServer(ThreadingHTTPServer):
         self.trainer.wait(10.0)
 
 
+def read_request(sock: socket.socket, seconds: float) -> bytes:
+    """The request line, headers and body (as long as its Content-Length says, up to
+    :data:`DRAIN_LIMIT`) that the client sends on ``sock`` within ``seconds`` in all;
+    :class:`TimeoutError` when the deadline passes first.
+
+    What the client sends after that, or a request cut short (the client stopped sending), is
+    left to the handler to answer as it would a malformed request.
+    """
+    end = time.monotonic() + seconds
+    data = bytearray()
+
+    def receive() -> bool:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        data.extend(chunk)
+        return bool(chunk)
+
+    while (head := _END_OF_HEAD.search(data)) is None:
+        if len(data) > MAX_HEAD or not receive():
+            return bytes(data)
+    match = _CONTENT_LENGTH.search(data, 0, head.start() + 1)
+    want = head.end() + min(int(match.group(1)), DRAIN_LIMIT) if match else 0
+    while len(data) < want and receive():
+        pass
+    return bytes(data)
+
+
 class Handler(BaseHTTPRequestHandler):
     """One request: routed by method and path, answered with JSON, HTML or JavaScript."""
 
@@ -128,6 +216,13 @@ class Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT
     server_version = "superposition-explore"
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        data = self.server.request_bytes(self.request)
+        if data is not None:  # read whole by the server: the handler reads it from memory
+            self.rfile.close()
+            self.rfile = io.BytesIO(data)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -246,10 +341,7 @@ class Handler(BaseHTTPRequestHandler):
         if length and kind != "application/json":
             raise ClientError(415, "send the form as application/json")
         raw = self.rfile.read(length) if length else b"{}"
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ClientError(400, "the request body is not valid JSON") from None
+        return files.parse_json(raw, "the request body")  # ConfigError: 400 with its sentence
 
     def _json(self, status: int, doc: Any) -> None:
         body = json.dumps(doc, allow_nan=False).encode()
@@ -284,12 +376,14 @@ def start_server(
     *,
     time_limit: float = 120.0,
     warm_up: bool = True,
+    request_deadline: float = REQUEST_DEADLINE,
 ) -> ExploreServer:
     """Bind the explorer on 127.0.0.1:``port`` (0: a free one) and return it, not yet serving;
     call ``serve_forever()`` (and ``close()`` from another thread). With ``warm_up`` the CPU
-    kernels are loaded in the background so the first training takes its usual time."""
+    kernels are loaded in the background so the first training takes its usual time.
+    ``request_deadline`` is the seconds a client has to send a whole request."""
     trainer = Trainer(time_limit=time_limit)
-    server = ExploreServer(port, Path(out_dir), trainer)
+    server = ExploreServer(port, Path(out_dir), trainer, request_deadline=request_deadline)
     if not warm_up:
         trainer.ready.set()
     else:

@@ -5,8 +5,10 @@ import matplotlib.pyplot as plt
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
 
+from superposition.colours import DIVERGING_SCALE
 from superposition.experiments import computation as exp
 from superposition.plots.privileged_basis import feature_key, interactive_neuron_bars, neuron_bars
+from superposition.plots.runs import SIGNED_CMAP
 from superposition.results import Run
 
 
@@ -35,7 +37,7 @@ def dense_weights(run: Run) -> Figure:
         axes, (W, D), ("encoder $W_1$ (feature to neuron)", "decoder $W_2$ (neuron to output)"),
         strict=True,
     ):
-        im = ax.imshow(M[:, order].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        im = ax.imshow(M[:, order].numpy(), cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
         for (i, j), v in zip(
             [(i, j) for i in range(M.shape[0]) for j in range(len(order))],
             M[:, order].flatten().tolist(), strict=True,
@@ -93,9 +95,13 @@ def interactive_dense_weights(run: Run) -> go.Figure:
     for col, M in enumerate((W, D), start=1):
         fig.add_trace(
             go.Heatmap(
-                z=M.numpy(), x=[f"n{j}" for j in range(M.shape[1])],
-                y=[f"feature {i}" for i in range(M.shape[0])], colorscale="RdBu", reversescale=True,
-                zmin=-lim, zmax=lim, showscale=col == 2,
+                z=M.numpy(),
+                x=[f"n{j}" for j in range(M.shape[1])],
+                y=[f"feature {i}" for i in range(M.shape[0])],
+                colorscale=DIVERGING_SCALE,
+                zmin=-lim,
+                zmax=lim,
+                showscale=col == 2,
                 hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>",
             ),
             row=1, col=col,

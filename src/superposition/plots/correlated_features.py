@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from superposition import geometry
+from superposition.colours import DIVERGING_SCALE
 from superposition.experiments.correlated_features import (
     ANTICORRELATED,
     CORRELATED,
@@ -17,6 +18,7 @@ from superposition.experiments.correlated_features import (
     THREE_PAIRS,
     feature_sets,
 )
+from superposition.plots.runs import SIGNED_CMAP
 from superposition.results import Run
 
 SET_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -110,7 +112,7 @@ def local_bases(runs: dict[str, Run]) -> Figure:
     g = geometry.gram(run.W[inst : inst + 1])[0].detach().numpy()
     lim = max(1.0, float(np.abs(g).max()))
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    im = ax.imshow(g, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    im = ax.imshow(g, cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
     edge = 0
     for members in feature_sets(run.config)[:-1]:
         edge += len(members)
@@ -141,7 +143,10 @@ def interactive_local_bases(runs: dict[str, Run]) -> Any:
     lim = max(1.0, float(np.abs(g).max()))
     fig = go.Figure(
         go.Heatmap(
-            z=g, colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim,
+            z=g,
+            colorscale=DIVERGING_SCALE,
+            zmin=-lim,
+            zmax=lim,
             hovertemplate="W_%{y} . W_%{x} = %{z:.3f}<extra></extra>",
             colorbar={"title": "W_i . W_j"},
         )

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from superposition import geometry
 from superposition._types import Tensor
 from superposition.experiments.intro import RUN
+from superposition.plots.runs import SIGNED_CMAP
 from superposition.results import Run
 
 
@@ -57,7 +58,7 @@ def polygons(run: Run) -> Figure:
         ax.set_xlabel(shapes[col].label.replace(" + ", "\n+ "), fontsize=7)
         g = geometry.gram(w[None])[0]
         lim_g = max(1.0, float(g.abs().max()))
-        axes[1, col].imshow(g.numpy(), cmap="RdBu_r", vmin=-lim_g, vmax=lim_g)
+        axes[1, col].imshow(g.numpy(), cmap=SIGNED_CMAP, vmin=-lim_g, vmax=lim_g)
         axes[1, col].set_xticks([])
         axes[1, col].set_yticks([])
     axes[1, 0].set_ylabel("$W^T W$", fontsize=9)

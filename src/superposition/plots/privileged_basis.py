@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from superposition import geometry
 from superposition._types import Float, Tensor
 from superposition.experiments import privileged_basis as exp
+from superposition.plots.runs import SIGNED_CMAP
 from superposition.results import Run
 
 
@@ -143,8 +144,9 @@ def neuron_weights(run: Run) -> Figure:
     for col, (d, k) in enumerate(zip(dens, best, strict=True)):
         W = run.W[k]
         order = geometry.neuron_order(W[None])[0].tolist()
-        im = axes[0, col].imshow(W[:, order].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim,
-                                 aspect="auto")
+        im = axes[0, col].imshow(
+            W[:, order].numpy(), cmap=SIGNED_CMAP, vmin=-lim, vmax=lim, aspect="auto"
+        )
         axes[0, col].set_title(f"1-S = {d:g}", fontsize=9)
         axes[0, col].set_xticks(range(len(order)), [str(j) for j in order], fontsize=6)
         axes[0, col].set_yticks(range(n_feat), [str(i) for i in range(n_feat)], fontsize=6)

@@ -32,18 +32,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.colors import LinearSegmentedColormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from superposition import geometry
+from superposition.colours import DIVERGING
 from superposition.config import RunConfig
 from superposition.errors import ConfigError
 from superposition.experiments.uniform_superposition import FRACTIONS
 from superposition.results import REPRESENTED, Run
 
-SIGNED_CMAP = "RdBu_r"
-"""Colour map of every signed matrix (W^T W, b): red positive, blue negative, white 0."""
+SIGNED_CMAP = LinearSegmentedColormap.from_list("superposition_diverging", DIVERGING)
+"""Colour map of every signed matrix (W^T W, b): red positive, blue negative, white 0
+(:data:`superposition.colours.DIVERGING`)."""
 SUP_MAX = 1.0
 """Top of the superposition colour scale (the paper's: 0 dark, >= 1 bright)."""
 SUP_CMAP = "viridis"

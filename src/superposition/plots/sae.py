@@ -171,3 +171,32 @@ def save_animation(animation: FuncAnimation, path: str | Path, fps: int = 6) -> 
     animation.save(str(out), writer=PillowWriter(fps=fps), dpi=60)
     plt.close(animation._fig)  # type: ignore[attr-defined]
     return out
+
+
+def draw_sae(sae_run: SAERun, out_dir: str | Path) -> list[Path]:
+    """Draw an SAE run's figures into ``out_dir`` (created if missing) and return their paths:
+    recovery.png, and for 2-D toy models decoder_directions.png and, when snapshots were kept
+    and the dictionaries are small, training.gif.
+
+    :func:`superposition.sae.store.save_sae` calls it on its temporary folder, so an SAE
+    directory appears with its figures or not at all."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    figures = [("recovery.png", recovery)]
+    if sae_run.source_config.model.n_hidden == 2:
+        figures.append(("decoder_directions.png", decoder_directions))
+    for name, draw in figures:
+        fig = draw(sae_run)
+        try:
+            fig.savefig(out / name, dpi=110)
+        finally:
+            plt.close(fig)
+        written.append(out / name)
+    if (
+        sae_run.source_config.model.n_hidden == 2
+        and sae_run.snapshots
+        and sae_run.W_dec.shape[1] <= 64
+    ):
+        written.append(save_animation(training_animation(sae_run), out / "training.gif"))
+    return written

@@ -171,7 +171,7 @@ def _position(axis: Axis, value: Any) -> int:
 
 
 def _colours(data: np.ma.MaskedArray) -> tuple[Any, Normalize]:
-    cmap_name = SEQUENTIAL_CMAP
+    cmap_name: Any = SEQUENTIAL_CMAP
     finite = data.compressed()
     lo = float(finite.min()) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 1.0

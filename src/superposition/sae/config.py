@@ -11,17 +11,22 @@ Like :mod:`superposition.config`, every field documents itself (the command line
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, no_type_check
 
 from superposition.config import (
+    EVAL_WHY,
+    INSTANCES_WHY,
+    MAX_EVAL_SAMPLES,
+    MAX_INSTANCES,
     Schedule,
     as_json_lists,
     build_section,
     check_choice,
     check_in_range,
     check_int_at_least,
+    check_int_at_most,
     check_nonempty_tuple,
     doc_field,
     freeze_tuple,
@@ -32,6 +37,29 @@ SAE_SCHEMA_VERSION = 1
 
 Architecture = Literal["relu_l1", "topk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+
+
+OPTION_ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "l1_coefficient": ("relu_l1", "jumprelu"),
+    "k": ("topk",),
+    "threshold_init": ("jumprelu",),
+    "bandwidth": ("jumprelu",),
+}
+"""The options that only some architectures use; given for another, they are refused (they would
+be ignored silently)."""
+
+
+def check_options_apply(given: Mapping[str, Any], *, spell: Callable[[str], str] = str) -> None:
+    """Refuse an option of ``given`` (the values a user set, by field name) that its
+    architecture (``given``'s, else the default ``relu_l1``) does not use; ``spell`` formats the
+    option's name as the user wrote it (e.g. as a flag)."""
+    architecture = given.get("architecture", "relu_l1")
+    for name, users in OPTION_ARCHITECTURES.items():
+        if name in given and architecture in ARCHITECTURES and architecture not in users:
+            raise ConfigError(
+                f"{spell(name)} applies to {' and '.join(users)} SAEs only, not to "
+                f"{architecture}; leave it out or choose another architecture"
+            )
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence
@@ -104,6 +132,11 @@ class SAEConfig:
         0.5, "A latent counts as dense when it fires on more than this fraction of samples."
     )
     device: str = doc_field("auto", "'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available).")
+    memory_budget_gb: float | None = doc_field(
+        None,
+        "Memory the SAE training may use, in GiB (all instances train at once). Default: a "
+        "quarter of the machine's (or the GPU's) memory.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_latents", "l1_coefficient", "k"):
@@ -138,6 +171,7 @@ class SAEConfig:
         check_in_range("threshold_init", self.threshold_init, 0.0, 1e6, low_open=True)
         check_in_range("bandwidth", self.bandwidth, 0.0, 1e6, low_open=True)
         check_int_at_least("seeds", self.seeds, 1)
+        check_int_at_most("seeds", self.seeds, MAX_INSTANCES, INSTANCES_WHY)
         if self.instance is not None:
             check_int_at_least("instance", self.instance, 0)
         check_int_at_least("steps", self.steps, 1)
@@ -150,6 +184,7 @@ class SAEConfig:
         if self.snapshots is not None:
             check_int_at_least("snapshots", self.snapshots, 0)
         check_int_at_least("eval_samples", self.eval_samples, 1)
+        check_int_at_most("eval_samples", self.eval_samples, MAX_EVAL_SAMPLES, EVAL_WHY)
         check_in_range("recovery_threshold", self.recovery_threshold, 0.0, 1.0, low_open=True)
         check_in_range("dense_threshold", self.dense_threshold, 0.0, 1.0)
         if not isinstance(self.device, str) or not (
@@ -158,8 +193,35 @@ class SAEConfig:
             raise ConfigError(
                 f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}"
             )
+        if self.memory_budget_gb is not None:
+            check_in_range("memory_budget_gb", self.memory_budget_gb, 0.0, 1e6, low_open=True)
+        per_toy = self.instances_per_toy_instance
+        if per_toy > MAX_INSTANCES:
+            raise ConfigError(
+                f"{self.sweep_description} make {per_toy:,} SAE instances per toy instance, more "
+                f"than the {MAX_INSTANCES:,} one training may hold ({INSTANCES_WHY}); sweep "
+                "fewer values"
+            )
 
     # ---- derived facts ------------------------------------------------------------------------
+
+    @property
+    def instances_per_toy_instance(self) -> int:
+        """How many SAE instances :func:`layout` makes for each toy instance."""
+        sizes = len(self.n_latents) if self.n_latents is not None else 1
+        topk = self.architecture == "topk"
+        swept = len(self.k) if topk else len(self.l1_coefficient)
+        return sizes * swept * self.seeds
+
+    @property
+    def sweep_description(self) -> str:
+        """E.g. ``2 n_latents x 3 l1_coefficient value(s) x seeds 4``."""
+        sizes = len(self.n_latents) if self.n_latents is not None else 1
+        swept = (
+            f"{len(self.k)} k" if self.architecture == "topk"
+            else f"{len(self.l1_coefficient)} l1_coefficient"
+        )  # fmt: skip
+        return f"{sizes} n_latents x {swept} value(s) x seeds {self.seeds}"
 
     def dictionary_sizes(self, n_features: int) -> tuple[int, ...]:
         """The swept dictionary sizes, the toy model's n_features when none was given."""

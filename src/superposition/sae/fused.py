@@ -19,10 +19,10 @@ from typing import no_type_check
 
 import numpy as np
 import torch
-from numba import njit, prange
 
 from superposition._types import Float, Tensor
 from superposition.data import FeatureDistribution
+from superposition.jit import njit, prange
 from superposition.kernels import sample_instance, stream
 from superposition.models import HIDDEN_RELU, ToyModel
 from superposition.sae.model import SparseAutoencoder

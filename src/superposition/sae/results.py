@@ -7,6 +7,7 @@ import torch
 
 from superposition._types import Bool, Float, Int, Tensor
 from superposition.config import RunConfig
+from superposition.results import loss_range, shorten
 from superposition.sae.config import SAEConfig, SAEInstance
 
 SCORE_KEYS = (
@@ -79,6 +80,21 @@ class SAERun:
     def true_directions(self) -> Float[Tensor, "inst feat hidden"]:
         """Each SAE instance's ground truth: the rows of its toy instance's W."""
         return self.toy_params["W"][self.toy_index]
+
+    def __repr__(self) -> str:
+        """A few lines, whatever the size: what was trained on what, shapes and scores."""
+        cfg = self.source_config
+        lines = [
+            f"SAERun({self.n_instances} SAE instances on toy instances "
+            f"{shorten(str(self.toy_instances))} of a {cfg.model.kind} model "
+            f"({cfg.data.n_features} features in {cfg.model.n_hidden} dimensions)"
+            + (f" from {self.source_path}" if self.source_path else ""),
+            "  params: " + ", ".join(f"{k} {list(v.shape)}" for k, v in self.params.items()),
+        ]
+        for key in ("mmcs", "l0", "mse"):
+            if key in self.scores:
+                lines.append(f"  {key}: {loss_range(self.scores[key])}")
+        return "\n".join(lines) + ")"
 
     def groups(self) -> list[tuple[SAEInstance, list[int]]]:
         """Instances that differ only by seed, in layout order: (first instance, members)."""

@@ -13,7 +13,8 @@ Layout of ``DIR/`` (schema version :data:`SAE_SCHEMA_VERSION`), like a run direc
     history.safetensors  "steps" [log] and "loss" [log, inst]
     metrics.json         every score per SAE instance (lists of length inst) and one summary per
                          group of seeds
-    figures/             drawn later
+    figures/             drawn before the folder is renamed into place, when save_sae is given
+                         a drawing function (the command line always does)
 
 Writing is atomic like a run directory's (:func:`superposition.files.atomic_folder`): a hidden
 temporary sibling, fsynced, renamed into place. Loading checks every file against ``config.json``
@@ -23,6 +24,7 @@ and raises :class:`~superposition.errors.RunDirError` with one sentence.
 import datetime
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +67,25 @@ def check_sae_target(target: Path, *, overwrite: bool, hint: str = "overwrite=Tr
     store.check_target(target, overwrite=overwrite, hint=hint)
 
 
-def save_sae(sae_run: SAERun, path: PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``sae_run`` to the SAE directory ``path`` atomically and return the path."""
+def save_sae(
+    sae_run: SAERun,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    figures: Callable[[SAERun, Path], object] | None = None,
+) -> Path:
+    """Write ``sae_run`` to the SAE directory ``path`` atomically and return the path.
+
+    ``figures(sae_run, figures_dir)``, when given (e.g. ``superposition.plots.sae.draw_sae``),
+    draws into the temporary folder's ``figures/`` before the rename: the directory appears with
+    its figures or, when drawing fails or is interrupted, not at all.
+    """
     target = Path(path)
     check_sae_target(target, overwrite=overwrite)
     with files.atomic_folder(target) as tmp:
         _write_contents(sae_run, tmp)
+        if figures is not None:
+            figures(sae_run, tmp / store.FIGURES_DIR)
     return target
 
 
@@ -165,6 +180,7 @@ def load_sae(path: PathLike) -> SAERun:
     try:
         config = SAEConfig.from_dict(raw["sae"], source=f"{file} [sae]")
         source = raw["source"]
+        store.check_stored_sizes(source["config"], root / store.WEIGHTS_FILE, TOY_PREFIX + "W")
         source_cfg = store.config_from_json(source["config"], root)
         toy_instances = [int(t) for t in source["instances"]]
         instances = [SAEInstance(**i) for i in raw["instances"]]

@@ -17,14 +17,14 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from superposition import __version__
 from superposition._types import Bool, Float, Tensor
-from superposition.config import TrainConfig
+from superposition.config import INSTANCES_WHY, MAX_INSTANCES, RunConfig, TrainConfig
 from superposition.data import FeatureDistribution, importance_from_config
 from superposition.errors import ConfigError
 from superposition.models import ToyModel
@@ -42,11 +42,17 @@ from superposition.training import (
     LossHistory,
     Progress,
     Snapshots,
+    budget_bytes,
+    check_memory,
+    describe_budget,
     fit,
     lr_at,
     progress_bar,
     resolve_device,
 )
+
+if TYPE_CHECKING:
+    from superposition.loggers import Logger
 
 RESAMPLE_ENCODER_SCALE = 0.2
 """Resampled encoder rows get this times the mean norm of the live ones (Bricken et al. 2023)."""
@@ -86,6 +92,48 @@ def toy_instances_of(run: Run, config: SAEConfig) -> list[int]:
             f"instance must be below the run's {run.n_instances} instance(s), got {config.instance}"
         )
     return [config.instance]
+
+
+def sae_bytes_per_instance(source: RunConfig, config: SAEConfig, n_latents: int) -> int:
+    """Peak bytes one SAE instance of ``n_latents`` latents needs (float32): its parameters,
+    gradients and Adam moments, its copy of the toy model, a step's [batch, feat], [batch, latent]
+    and [batch, hidden] tensors (or the evaluation's, if larger), its decoder snapshots and its
+    logged losses. Python integers: absurd sizes give absurd numbers, never an overflow."""
+    n, m, lat = source.data.n_features, source.model.n_hidden, n_latents
+    n_params = 2 * lat * m + 3 * lat + m
+    toy = 2 * n * m + 3 * n
+    step = config.batch_size * (2 * n + 6 * lat + 4 * m)
+    evaluation = min(config.eval_samples, EVAL_BATCH) * (4 * n + 3 * lat + 3 * m)
+    snapshots = config.snapshot_count(m) * lat * m
+    n_log = config.steps // config.log_every + 2
+    return 4 * (4 * n_params + toy + max(step, evaluation) + snapshots + n_log)
+
+
+def check(source: RunConfig, config: SAEConfig, device: torch.device | None = None) -> None:
+    """Refuse, before anything is allocated, SAEs that do not fit: all instances train at once,
+    so their count (toy instances x the config's sweep) must stay within
+    :data:`~superposition.config.MAX_INSTANCES` and their memory within the budget
+    (``config.memory_budget_gb``, default a quarter of the device's memory); one sentence names
+    the sizes, the estimate and the limit."""
+    device = device if device is not None else resolve_device(config.device)
+    n_toy = 1 if config.instance is not None else source.n_groups
+    total = n_toy * config.instances_per_toy_instance
+    if total > MAX_INSTANCES:
+        raise ConfigError(
+            f"{n_toy} toy instance(s) x {config.sweep_description} make {total:,} SAE instances, "
+            f"more than the {MAX_INSTANCES:,} one training may hold ({INSTANCES_WHY}); pass "
+            "instance=K or sweep fewer values"
+        )
+    n_max = max(config.dictionary_sizes(source.data.n_features))
+    check_memory(
+        f"training {total:,} SAE instance(s) at once",
+        total * sae_bytes_per_instance(source, config, n_max),
+        budget_bytes(config.memory_budget_gb, device),
+        describe_budget(config.memory_budget_gb, device),
+        "use fewer or smaller SAEs",
+        f" (n_latents up to {n_max}, batch_size {config.batch_size}, n_features "
+        f"{source.data.n_features}, n_hidden {source.model.n_hidden})",
+    )
 
 
 def setup(
@@ -227,22 +275,29 @@ def train_sae(
     progress: bool | None = None,
     callbacks: Sequence[SAECallback] = (),
     path: str = "auto",
+    logger: "Logger | None" = None,
 ) -> SAERun:
     """Train every SAE instance of ``config`` on ``run``'s activations and score it.
 
-    ``progress`` shows a progress bar (default: when stderr is a terminal); callbacks are called at
-    every logging step with a :class:`SAEStepInfo`. ``path`` picks the step's implementation:
+    ``progress`` shows a progress bar (default: when stderr is a terminal or in Jupyter);
+    callbacks are called at every logging step with a :class:`SAEStepInfo`; ``logger``
+    (:mod:`superposition.loggers`) gets each group of seeds' loss and decoder geometry
+    (:func:`logger_callback`) at those steps.
+    ``path`` picks the step's implementation:
     "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
-    if run.config.model.has_hidden_bias:
+    if not run.config.model.is_plain:
         raise ConfigError(
-            f"SAEs read the hidden layer of the linear, relu, privileged and abs toy models; the "
-            f"{run.config.model.kind!r} model (neuron biases) is not supported yet"
+            "SAEs read the hidden layer of models without neuron biases or an input projection; "
+            "this 'mlp' model (hidden_bias_init or n_inputs set) is not supported yet"
         )
     device = resolve_device(config.device)
+    check(run.config, config, device)
     path = choose_path(config, device, path)
     s = setup(run, config, device)
+    if logger is not None:
+        callbacks = [*callbacks, logger_callback(logger, s.instances)]
     started = time.perf_counter()
     bar = progress_bar(config.steps, "training SAEs", progress)
     n_inst, n_lat, n_hidden = s.sae.W_dec.shape
@@ -401,6 +456,30 @@ class _Resample(Hook):
             dead = ~self.step.fired & s.sae.mask
             self.resampled += resample_dead(s.sae, self.adam, s.flat, h, dead, self.gen)
             self.step.fired.zero_()
+
+
+def logger_callback(logger: "Logger", instances: Sequence[SAEInstance]) -> SAECallback:
+    """A callback that sends each group of SAE seeds (``sae0``, ``sae1`` ..., the instances that
+    differ only by seed, in ``inst`` order) to ``logger``: the loss and the geometry of the
+    decoder rows as the dictionary's W (:func:`superposition.loggers.instance_metrics`; dead
+    latents are rows too, so ``represented`` counts the live ones)."""
+    from superposition.loggers import GroupLog
+
+    names: dict[tuple[Any, ...], str] = {}
+    groups: dict[str, list[int]] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for j, inst in enumerate(instances):
+        name = names.setdefault(inst.group_key, f"sae{len(names)}")
+        groups.setdefault(name, []).append(j)
+        values[name] = {k: v for k, v in inst.to_dict().items() if k != "seed"}
+    logger.describe(values)
+    log = GroupLog(logger, groups)
+    every = range(len(instances))
+
+    def on_log(info: SAEStepInfo) -> None:
+        log.add(info.step, every, info.loss, info.sae.W_dec)
+
+    return on_log
 
 
 class _Callbacks(Hook):

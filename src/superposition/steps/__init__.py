@@ -64,22 +64,24 @@ def plan_steps(spec: StepSpec, name: str = "auto") -> list[tuple[range, type[Ste
 for _cls in (TorchStep, FusedStep, SparseStep):
     register_step(_cls)
 
+# the API in reading order (the docs list it so): choosing and registering steps and sources
+# first, the interface a new step implements next, the implementations and internals last
 __all__ = [
-    "EVAL_BATCH",
-    "SOURCES",
     "STEPS",
-    "FusedStep",
-    "Instances",
-    "Sampler",
-    "Source",
-    "SparseStep",
-    "Step",
-    "StepSpec",
-    "TorchStep",
-    "cheapest",
+    "SOURCES",
     "choose_step",
     "plan_steps",
-    "get_source",
-    "register_source",
     "register_step",
+    "register_source",
+    "get_source",
+    "Sampler",
+    "Step",
+    "StepSpec",
+    "Source",
+    "TorchStep",
+    "FusedStep",
+    "SparseStep",
+    "cheapest",
+    "Instances",
+    "EVAL_BATCH",
 ]

@@ -1,7 +1,8 @@
 """What every step implementation shares: the instances of a chunk, the description of the work
 (:class:`StepSpec`) and the :class:`Step` interface with its held-out evaluation."""
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -172,9 +173,17 @@ class Step:
             for x, n in batches:
                 total += model.loss(x, importance, loss) * n
             return (total / samples).to("cpu")
-        # on the CPU one instance at a time: torch's batched matmuls and reductions pick their
-        # kernels and summation order by the whole tensor's shape, which would make an instance's
-        # held-out loss depend (in its last bits) on the instances trained beside it
+        # on the CPU one instance at a time, on one thread: torch's batched matmuls and
+        # reductions pick their kernels and summation order by the whole tensor's shape and split
+        # large sums across threads, which would make an instance's held-out loss depend (in its
+        # last bits) on the instances trained beside it and on the thread count
+        with one_thread():
+            return self._mean_loss_alone(batches, samples, importance)
+
+    def _mean_loss_alone(
+        self, batches: Any, samples: int, importance: Float[Tensor, "inst feat"]
+    ) -> Float[Tensor, " inst"]:
+        model, loss = self.model, self.spec.loss
         alone = [
             ToyModel(
                 model.kind,
@@ -188,6 +197,18 @@ class Step:
             for k, one in enumerate(alone):
                 total64[k] += one.loss(x[k : k + 1], importance[k : k + 1], loss).double()[0] * n
         return (total64 / samples).float()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch's CPU operations in the block on one thread (sums then do not depend on the
+    thread count), restoring the count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cheapest(

@@ -54,8 +54,8 @@ class _CpuStep(Step):
         return (
             spec.device.type == "cpu"
             and spec.source == "fresh"
-            # the kernels compute the models without neuron biases (all but 'mlp')
-            and not spec.config.model.has_hidden_bias
+            # the kernels compute no neuron biases and no input projection
+            and spec.config.model.is_plain
             and isinstance(spec.loss, SquaredError)
             and numba_available()
         )

@@ -12,6 +12,11 @@
     Double Descent*): with ``batch_size >= T`` every step sees the whole set (full batch),
     otherwise each instance goes through its own shuffled order, epoch after epoch. Held-out
     samples are fresh, and the loss on the training set is reported beside it.
+``tokens``
+    one token per sample: a one-hot vector, each of the ``n_features`` tokens equally likely, new
+    every step, with no sparsity (the setting of a model that reads tokens and predicts them with
+    the cross-entropy loss). Each instance draws from its own generator, named by its seed pair;
+    the config's density is ignored, and feature sets or signed inputs are refused.
 ``sampler``
     a user's callable ``sampler(batch, generator) -> [batch, inst, feat]`` (passed to
     :func:`superposition.train`), run on the torch step; its held-out samples come from the same
@@ -158,6 +163,41 @@ class FiniteSource(FreshSource):
         return self.data.gather(1, index)
 
 
+class TokensSource(Source):
+    """One-hot tokens, each of the n features equally likely, fresh every step."""
+
+    def __init__(self, spec: StepSpec):
+        super().__init__(spec)
+        data = spec.config.data
+        if data.correlated or data.anticorrelated or data.feature_density or spec.config.signed:
+            raise ConfigError(
+                "data source 'tokens' draws one-hot tokens; drop correlated, anticorrelated, "
+                "feature_density and signed from the data config"
+            )
+        self.n = data.n_features
+        # one generator per instance, named by its seed pair: an instance's tokens do not depend
+        # on what it is trained beside (a few instances, so a call per instance costs little)
+        self.gens = [self._generator(seed, "tokens", k) for seed, k in spec.instances.seeds]
+
+    def _generator(self, seed: int, purpose: str, k: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(derive_seed(seed, purpose, k))
+
+    def _draw(self, gens: list[torch.Generator], size: int) -> Float[Tensor, "inst batch feat"]:
+        which = torch.stack(
+            [torch.randint(0, self.n, (size,), generator=g, device=self.device) for g in gens]
+        )
+        x = torch.zeros((len(gens), size, self.n), device=self.device)
+        return x.scatter_(2, which[..., None], 1.0)
+
+    def batch(self, step: int, size: int) -> Float[Tensor, "inst batch feat"]:
+        return self._draw(self.gens, size)
+
+    def held_out(self, samples: int) -> Iterator[tuple[Tensor, int]]:
+        gens = [self._generator(seed, "tokens-eval", k) for seed, k in self.spec.instances.seeds]
+        for n in batches_of(samples):
+            yield self._draw(gens, n), n
+
+
 class SamplerSource(Source):
     """A user's sampler: ``sampler(batch, generator) -> [batch, inst, feat]``."""
 
@@ -217,4 +257,5 @@ def get_source(name: str) -> type[Source]:
 
 register_source("fresh", FreshSource)
 register_source("finite", FiniteSource)
+register_source("tokens", TokensSource)
 register_source("sampler", SamplerSource)

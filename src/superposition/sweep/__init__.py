@@ -16,19 +16,26 @@ Points that can share one batched training (equal :func:`superposition.training.
 packed, whole, into as few chunks as the memory budget allows; a chunk is one
 :func:`~superposition.training.train_many` call. A backend runs the chunks: :class:`LocalBackend` in
 this process one after another, or the Ray backend of :mod:`superposition.distributed` as tasks.
-Whoever trains a chunk writes its points' run directories.
+Each chunk's results come back to the process that runs the sweep as plain arrays and dicts, and
+that process writes them, so the machines that train need no access to the sweep folder.
 
-The output folder (:mod:`superposition.sweep.folder`)::
+The output folder (:mod:`superposition.sweep.folder`) has two layouts. The compact one, the
+default, is four files whatever the number of points (:mod:`superposition.sweep.packed`)::
 
-    DIR/sweep.json        the sweep (base config and axes), its id, the package version, the points
-    DIR/points/NNNN/      one complete run directory per point (superposition.store), atomic
-    DIR/results.csv       one row per point: axis values and metrics of the best seed (see
-                          :func:`point_row`); written at the end, rebuilt from the point folders
+    DIR/sweep.json           the sweep (base config and axes), its id, the package version, the
+                             points, the layout
+    DIR/points.safetensors   every point's tensors (DIR/parts/, one file per batch, while it runs)
+    DIR/metrics.json         each point's metrics: losses, best-of-N, geometry of every seed
+    DIR/results.csv          one row per point: axis values and metrics of the best seed (see
+                             :func:`point_row`); written at the end, rebuilt when missing
 
-A point is done when its run directory is complete and holds its config, so an interrupted sweep
-(Ctrl-C, a kill, a lost machine) resumes by training only the points that are not done; since each
-point's result depends on its config alone, the result equals an uninterrupted run's. Only one
-process should write to a sweep folder at a time.
+``layout="points"`` writes one run directory per point instead, ``DIR/points/NNNN/``
+(superposition.store), for tools that read run directories.
+
+A point is done when its batch is on disk, so an interrupted sweep (Ctrl-C, a kill, a lost machine)
+resumes by training only the points that are not done; since each point's result depends on its
+config alone, the result equals an uninterrupted run's. Only one process should write to a sweep
+folder at a time.
 
     >>> import superposition as sp
     >>> from superposition.sweep import Axis, SweepConfig, SweepResult, run_sweep
@@ -45,6 +52,8 @@ process should write to a sweep folder at a time.
 """
 
 from superposition.sweep.folder import (
+    DEFAULT_LAYOUT,
+    LAYOUTS,
     POINTS_DIR,
     SWEEP_FILE,
     TABLE_FILE,
@@ -59,7 +68,9 @@ from superposition.sweep.run import (
     Backend,
     Chunk,
     LocalBackend,
+    PointRecord,
     Report,
+    Write,
     memory_capacity,
     plan_chunks,
     run_sweep,
@@ -67,6 +78,8 @@ from superposition.sweep.run import (
 )
 
 __all__ = [
+    "DEFAULT_LAYOUT",
+    "LAYOUTS",
     "POINTS_DIR",
     "SWEEP_FILE",
     "TABLE_FILE",
@@ -74,6 +87,7 @@ __all__ = [
     "Backend",
     "Chunk",
     "LocalBackend",
+    "PointRecord",
     "Report",
     "SweepConfig",
     "SweepResult",
@@ -86,4 +100,5 @@ __all__ = [
     "sweepable_fields",
     "table_columns",
     "train_chunk",
+    "Write",
 ]

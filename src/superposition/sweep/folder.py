@@ -1,13 +1,24 @@
 """A sweep's folder on disk, its table (``results.csv``) and :class:`SweepResult`.
 
-::
+Two layouts (:data:`LAYOUTS`), recorded in ``sweep.json``. The compact one, the default, keeps every
+point's tensors in one file (:mod:`superposition.sweep.packed`)::
 
-    DIR/sweep.json        the sweep (base config and axes), its id, the package version, the points
-    DIR/points/NNNN/      one complete run directory per point (superposition.store), atomic
-    DIR/results.csv       one row per point: axis values and metrics of the best seed (see
-                          :func:`point_row`); written at the end, rebuilt from the point folders
+    DIR/sweep.json           the sweep (base config and axes), its id, the package version, the
+                             points, the layout
+    DIR/points.safetensors   every point's tensors; DIR/parts/ while the sweep runs
+    DIR/metrics.json         each point's metrics
+    DIR/results.csv          one row per point: axis values and metrics of the best seed (see
+                             :func:`point_row`); written at the end, rebuilt when missing
 
-A point is done when its run directory is complete and holds its own config.
+The points layout writes one run directory per point (superposition.store), which any tool that
+reads a run reads::
+
+    DIR/sweep.json
+    DIR/points/NNNN/      one complete run directory per point, atomic
+    DIR/results.csv
+
+A point is done when its batch is on disk (compact) or when its run directory is complete and holds
+its own config (points).
 """
 
 import csv
@@ -23,14 +34,25 @@ import numpy as np
 
 from superposition import __version__, _html, files
 from superposition.config import SECTIONS, RunConfig
-from superposition.errors import ConfigError, RunDirError
+from superposition.errors import ConfigError, RunDirError, install_hint
 from superposition.results import Run
 from superposition.sweep.grid import Axis, PathLike, SweepConfig, plain
 
-SWEEP_SCHEMA_VERSION = 1
+SWEEP_SCHEMA_VERSIONS = {"points": 1, "compact": 2}
+"""The schema version of ``sweep.json`` per layout: the compact layout came later, so versions of
+the package that know only run directories refuse its folders rather than misread them."""
 SWEEP_FILE = "sweep.json"
 POINTS_DIR = "points"
 TABLE_FILE = "results.csv"
+LAYOUTS = ("compact", "points")
+"""How a sweep folder keeps its points: all in one file, or a run directory each."""
+DEFAULT_LAYOUT = "compact"
+
+
+def check_layout(layout: object) -> str:
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    return str(layout)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,35 +80,63 @@ def point_done(out: PathLike, sweep: SweepConfig, index: int) -> bool:
 
 
 def done_points(out: PathLike, sweep: SweepConfig) -> list[int]:
+    """The points of ``sweep`` already on disk in the sweep folder ``out``, in its layout."""
+    from superposition.sweep import packed
+
+    if read_layout(out) == "compact":
+        return packed.done_points(out, sweep)
     return [i for i in range(sweep.n_points) if point_done(out, sweep, i)]
 
 
 def read_sweep_file(out: PathLike) -> dict[str, Any]:
-    """``DIR/sweep.json``, checked for its schema and its id."""
+    """``DIR/sweep.json``, checked for its schema, its id and its layout (``raw["layout"]``
+    is set: sweep folders written before the compact layout are of the points layout)."""
     file = Path(out) / SWEEP_FILE
     raw = files.read_json(file)
-    if not isinstance(raw, dict) or raw.get("schema_version") != SWEEP_SCHEMA_VERSION:
+    versions = SWEEP_SCHEMA_VERSIONS
+    if not isinstance(raw, dict) or raw.get("schema_version") not in versions.values():
         raise RunDirError(
-            f"{file} is not a sweep file of schema_version {SWEEP_SCHEMA_VERSION} written by "
-            "superposition"
+            f"{file} is not a sweep file of schema_version "
+            f"{' or '.join(str(v) for v in versions.values())} written by superposition"
         )
     for key in ("sweep", "sweep_id"):
         if key not in raw:
             raise RunDirError(f"{file} has no {key!r}")
+    layout = raw.setdefault("layout", "points")
+    if versions.get(layout) != raw["schema_version"]:
+        raise RunDirError(
+            f"{file} has the layout {layout!r}, which schema_version {raw['schema_version']} "
+            "does not have"
+        )
     return raw
 
 
-def check_folder(out: PathLike, sweep: SweepConfig, *, force: bool = False) -> bool:
-    """Whether ``out`` already holds ``sweep`` (a resume); refuse what must not be replaced.
+def read_layout(out: PathLike) -> str:
+    """The layout of the sweep folder ``out`` (:data:`LAYOUTS`)."""
+    return str(read_sweep_file(out)["layout"])
 
-    A folder holding a different sweep is refused unless ``force``; a file or a non-empty folder
-    that is not a sweep is always refused: nothing but a sweep is ever deleted. Writes nothing.
+
+def check_folder(
+    out: PathLike, sweep: SweepConfig, *, force: bool = False, layout: str | None = None
+) -> str | None:
+    """The layout of ``sweep`` when ``out`` already holds it (a resume), else None; refuse what
+    must not be replaced.
+
+    A folder holding a different sweep is refused unless ``force``, and one holding this sweep in
+    another layout than ``layout`` (None: any) always; a file or a non-empty folder that is not a
+    sweep is always refused: nothing but a sweep is ever deleted. Writes nothing.
     """
     target = Path(out)
     if target.is_dir() and (target / SWEEP_FILE).is_file():
         raw = read_sweep_file(target)
         if raw["sweep_id"] == sweep.sweep_id:
-            return True
+            if layout is not None and raw["layout"] != layout:
+                raise ConfigError(
+                    f"{target} holds this sweep in the {raw['layout']} layout, not {layout}; "
+                    f"resume it in its own layout (--layout {raw['layout']}) or choose "
+                    "another --out"
+                )
+            return str(raw["layout"])
         if not force:
             raise ConfigError(
                 f"{target} holds a different sweep (id {raw['sweep_id']}, "
@@ -96,20 +146,23 @@ def check_folder(out: PathLike, sweep: SweepConfig, *, force: bool = False) -> b
     elif target.exists() and not (target.is_dir() and not any(target.iterdir())):
         what = "a file" if not target.is_dir() else "a folder that is not a sweep"
         raise ConfigError(f"{target} exists and is {what}; choose another --out or remove it")
-    return False
+    return None
 
 
-def create_folder(out: PathLike, sweep: SweepConfig) -> None:
+def create_folder(out: PathLike, sweep: SweepConfig, layout: str = DEFAULT_LAYOUT) -> None:
     """Write a fresh sweep folder at ``out`` (replacing what :func:`check_folder` allowed): built
     under a hidden name and renamed into place, so it never looks like a sweep half made."""
+    check_layout(layout)
     with files.atomic_folder(out) as tmp:
-        (tmp / POINTS_DIR).mkdir()
-        _write_sweep_file(tmp, sweep)
+        if layout == "points":
+            (tmp / POINTS_DIR).mkdir()
+        _write_sweep_file(tmp, sweep, layout)
 
 
-def _write_sweep_file(folder: Path, sweep: SweepConfig) -> None:
+def _write_sweep_file(folder: Path, sweep: SweepConfig, layout: str) -> None:
     doc = {
-        "schema_version": SWEEP_SCHEMA_VERSION,
+        "schema_version": SWEEP_SCHEMA_VERSIONS[layout],
+        "layout": layout,
         "sweep_id": sweep.sweep_id,
         "version": __version__,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -118,7 +171,7 @@ def _write_sweep_file(folder: Path, sweep: SweepConfig) -> None:
         "points": [
             {
                 "point": i,
-                "dir": str(point_dir("", sweep, i)),
+                **({"dir": str(point_dir("", sweep, i))} if layout == "points" else {}),
                 "values": {k: plain(v) for k, v in values.items()},
             }
             for i, values in enumerate(sweep.points)
@@ -176,19 +229,42 @@ def point_row(sweep: SweepConfig, index: int, metrics: Mapping[str, Any]) -> dic
 
 
 def build_table(out: PathLike, sweep: SweepConfig) -> list[dict[str, Any]]:
-    """The table rebuilt from the point folders (every point must be done)."""
+    """The table rebuilt from the points on disk, in the folder's layout (every point must be
+    done, and a compact folder's parts merged: :func:`superposition.sweep.packed.finish`)."""
     from superposition.store import METRICS_FILE
+    from superposition.sweep import packed
 
-    missing = [i for i in range(sweep.n_points) if not point_done(out, sweep, i)]
+    if read_layout(out) == "compact":
+        _check_finished(out, sweep)
+        metrics = packed.PointStore(out, sweep).metrics()
+        return [point_row(sweep, i, m) for i, m in enumerate(metrics)]
+    _check_finished(out, sweep)
+    return [
+        point_row(sweep, i, files.read_json(point_dir(out, sweep, i) / METRICS_FILE))
+        for i in range(sweep.n_points)
+    ]
+
+
+def _check_finished(out: PathLike, sweep: SweepConfig) -> None:
+    from superposition.sweep import packed
+
+    if read_layout(out) == "compact":
+        if (Path(out) / packed.POINTS_FILE).is_file():
+            return
+        done = set(packed.done_points(out, sweep))
+    else:
+        done = {i for i in range(sweep.n_points) if point_done(out, sweep, i)}
+    missing = [i for i in range(sweep.n_points) if i not in done]
     if missing:
         raise RunDirError(
             f"{out} is not finished: {len(missing)} of {sweep.n_points} points are missing "
             f"(the first is point {missing[0]}); run the sweep again to finish it"
         )
-    return [
-        point_row(sweep, i, files.read_json(point_dir(out, sweep, i) / METRICS_FILE))
-        for i in range(sweep.n_points)
-    ]
+    if read_layout(out) == "compact":
+        raise RunDirError(
+            f"{out} is not finished: its points are trained but not yet merged into "
+            f"{packed.POINTS_FILE}; run the sweep again to finish it"
+        )
 
 
 def _cell(value: Any) -> str:
@@ -233,7 +309,7 @@ def parse_table(sweep: SweepConfig, text: str, *, source: str) -> list[dict[str,
                 elif c == "geometry":
                     row[c] = text_value
                 elif text_value.startswith("["):
-                    row[c] = tuple(float(v) for v in json.loads(text_value))
+                    row[c] = tuple(float(v) for v in files.parse_json(text_value, source))
                 else:
                     row[c] = float(text_value)
             rows.append(row)
@@ -263,6 +339,15 @@ class SweepResult:
         self._rows = rows
         self.info = info or {}
         """How the last :func:`run_sweep` went: points trained and kept, chunks, seconds."""
+        self._layout: str | None = None
+        self._store: Any = None  # the compact layout's PointStore, opened on the first run()
+
+    @property
+    def layout(self) -> str:
+        """How the folder keeps its points (:data:`LAYOUTS`), read from its ``sweep.json``."""
+        if self._layout is None:
+            self._layout = read_layout(self.path)
+        return self._layout
 
     @classmethod
     def load(cls, path: PathLike) -> "SweepResult":
@@ -276,6 +361,8 @@ class SweepResult:
         if sweep.sweep_id != raw["sweep_id"]:
             raise RunDirError(f"{root / SWEEP_FILE} has a sweep_id that does not match its sweep")
         table = root / TABLE_FILE
+        if raw["layout"] == "compact":
+            _check_finished(root, sweep)
         if table.is_file():
             rows = parse_table(sweep, table.read_text(encoding="utf-8"), source=str(table))
         else:
@@ -329,15 +416,42 @@ class SweepResult:
         return self.run(self.index(nearest=nearest, **values))
 
     def run(self, index: int) -> Run:
+        """Point ``index``'s run (all its seeds), read from the folder in its layout."""
         from superposition.store import load_run
+        from superposition.sweep.packed import PointStore
 
         self.sweep.point_config(index)  # range check
-        return load_run(point_dir(self.path, self.sweep, index))
+        if self.layout == "points":
+            return load_run(point_dir(self.path, self.sweep, index))
+        if self._store is None:
+            self._store = PointStore(self.path, self.sweep)
+        return self._store.run(index)
 
     def runs(self) -> Iterator[tuple[dict[str, Any], Run]]:
         """Every point's values and run, loaded one at a time."""
         for i, values in enumerate(self.sweep.points):
             yield values, self.run(i)
+
+    def to_dataframe(self) -> Any:
+        """The table as a pandas ``DataFrame``, one row per point (needs pandas: ``pip install
+        'toy-superposition[pandas]'``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                f"SweepResult.to_dataframe needs pandas; install it with {install_hint('pandas')}"
+            ) from None
+        return pd.DataFrame(self.table(), columns=table_columns(self.sweep))
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{a.field}[{len(a.values)}]" for a in self.sweep.axes)
+        seeds = self.sweep.base.train.instances
+        losses = [r["best_loss"] for r in self._rows if math.isfinite(r.get("best_loss", math.nan))]
+        best = f", best loss {min(losses):.4g} to {max(losses):.4g}" if losses else ""
+        return (
+            f"SweepResult({str(self.path)!r}: {self.sweep.n_points} points over {axes}, "
+            f"{seeds} seed(s) each{best})"
+        )
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the axes, the first rows of the table and a small figure (the best
@@ -372,12 +486,18 @@ def _sweep_html(result: SweepResult) -> str:
     about = f"{sweep.n_points} points × {seeds} seeds, in {result.path}"
     if isinstance(result.info.get("seconds"), int | float):
         about += f"; trained in {result.info['seconds']:.1f} s"
-    return _html.heading(f"Sweep over {', '.join(sweep.names)}") + _html.note(about) + (
-        _html.side_by_side(
-            _html.table(["axis", "count", "values"], axes_rows)
-            + _html.table(columns, body, more=len(rows) - len(body))
-            + _html.note("best seed of each point (lowest held-out loss); all columns: .table()"),
-            _sweep_figure(result),
+    return (
+        _html.heading(f"Sweep over {', '.join(sweep.names)}")
+        + _html.note(about)
+        + (
+            _html.side_by_side(
+                _html.table(["axis", "count", "values"], axes_rows)
+                + _html.table(columns, body, more=len(rows) - len(body))
+                + _html.note(
+                    "best seed of each point (lowest held-out loss); all columns: .table()"
+                ),
+                _sweep_figure(result),
+            )
         )
     )
 
@@ -403,7 +523,11 @@ def _sweep_figure(result: SweepResult) -> str:
             "; other axes at their first value" if len(varying) > 2 else ""
         )
         figure = _html.category_grid(
-            labels, x_name=a.field, x_ends=_ends(a), y_name=b.field, y_ends=_ends(b),
+            labels,
+            x_name=a.field,
+            x_ends=_ends(a),
+            y_name=b.field,
+            y_ends=_ends(b),
             title=f"geometry over {a.field} and {b.field}",
         )
         return _html.heading(caption) + figure
@@ -414,7 +538,11 @@ def _sweep_figure(result: SweepResult) -> str:
     x = np.asarray(axis.values if numeric else range(len(axis.values)), dtype=float)
     loss = result.grid("best_loss").reshape(-1)
     return _html.heading("best loss, coloured by geometry") + _html.line(
-        x, loss, [str(g) for g in geometry.reshape(-1)], x_name=axis.field, y_name="best loss",
+        x,
+        loss,
+        [str(g) for g in geometry.reshape(-1)],
+        x_name=axis.field,
+        y_name="best loss",
         title=f"best loss along {axis.field}",
     )
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, Union, get_args, get_origin, no_type_check
 
 import numpy as np
 
-from superposition.config import GROUP_FIELDS, SECTIONS, RunConfig
+from superposition.config import GROUP_FIELDS, SECTIONS, RunConfig, is_finite_number
 from superposition.errors import ConfigError
 
 FIELD_SECTION: dict[str, str] = {
@@ -34,6 +34,9 @@ NOT_AXES: dict[str, str] = {
     "memory_budget_gb": "how a sweep is chunked",
 }
 """Fields that say how a sweep runs rather than what it trains: set in the base, never axes."""
+MAX_POINTS = 100_000
+"""The most points a sweep may have: each is a config built and checked when the sweep is, a run
+directory of several files and a row of the table; split a larger grid into several sweeps."""
 PathLike = str | os.PathLike[str]
 
 
@@ -60,7 +63,7 @@ def _field_kind(name: str) -> str:
 
 
 def _number(axis: str, value: Any, integer: bool) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ConfigError(f"axis {axis} has the value {value!r}; it takes finite numbers")
     if not integer:
         return float(value)
@@ -127,6 +130,11 @@ class Axis:
             raise ConfigError(f"axis {self.field} must be a list of values, got {values!r}")
         if len(values) == 0:
             raise ConfigError(f"axis {self.field} is empty; give it at least one value")
+        if len(values) > MAX_POINTS:
+            raise ConfigError(
+                f"axis {self.field} has {len(values):,} values, more than the {MAX_POINTS:,} "
+                "points a sweep may have; use fewer values or split the sweep"
+            )
         coerced = tuple(_coerce(self.field, v) for v in list(values))
         for i, v in enumerate(coerced):
             if v in coerced[:i]:
@@ -175,13 +183,53 @@ class Axis:
 
 def _spaced(name: str, kind: str, start: Any, stop: Any, num: Any) -> tuple[float, ...]:
     for what, v in (("start", start), ("stop", stop)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        if not is_finite_number(v):
             raise ConfigError(f"axis {name}: {kind} {what} must be a finite number, got {v!r}")
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"axis {name}: {kind} num must be an integer >= 1, got {num!r}")
+    if num > MAX_POINTS:  # refused before numpy allocates the values
+        raise ConfigError(
+            f"axis {name}: {kind} [{start}, {stop}, {num}] makes {num:,} values, more than the "
+            f"{MAX_POINTS:,} points a sweep may have; use a smaller num or split the sweep"
+        )
     fn = np.linspace if kind == "linspace" else np.logspace
-    values: list[float] = fn(start, stop, num).tolist()
+    with np.errstate(over="ignore"):  # an overflow is refused below, in one sentence
+        values: list[float] = fn(float(start), float(stop), num).tolist()
+    if not all(math.isfinite(v) for v in values):
+        what = f"10^{max(start, stop)}" if kind == "logspace" else "an infinite step"
+        raise ConfigError(
+            f"axis {name}: {kind} [{start}, {stop}, {num}] reaches {what}, beyond the largest "
+            "float (about 1.8e308); use smaller "
+            + ("exponents (at most 308)" if kind == "logspace" else "values")
+        )
     return tuple(values)
+
+
+def spec_length(name: str, spec: Any) -> int:
+    """How many values an axis spec (see :meth:`Axis.from_spec`) makes, read from the spec
+    without making them (1 where the spec is malformed: :meth:`Axis.from_spec` says why)."""
+    if isinstance(spec, Mapping) and len(spec) == 1:
+        kind, arg = next(iter(spec.items()))
+        if kind == "values" and isinstance(arg, list | tuple):
+            return len(arg)
+        if kind in ("linspace", "logspace") and isinstance(arg, list | tuple) and len(arg) == 3:
+            num = arg[2]
+            return num if isinstance(num, int) and not isinstance(num, bool) and num > 0 else 1
+        return 1
+    return len(spec) if isinstance(spec, list | tuple) else 1
+
+
+def check_point_count(counts: Mapping[str, int]) -> None:
+    """Refuse a grid of more than :data:`MAX_POINTS` points, given each axis's number of values
+    (counted before any value is made)."""
+    total = math.prod(counts.values())
+    if total > MAX_POINTS:
+        shape = " x ".join(f"{n:,} {name}" for name, n in counts.items())
+        grid = f"{shape} values" if len(counts) == 1 else f"{shape} = {total:,} points"
+        raise ConfigError(
+            f"the sweep has {grid}, more than the {MAX_POINTS:,} points a sweep may have; use "
+            "fewer values or split it into several sweeps"
+        )
 
 
 def plain(v: Any) -> Any:
@@ -208,6 +256,7 @@ class SweepConfig:
         default=None, init=False, repr=False, compare=False
     )
     """The number of features when every point has the same, else None."""
+    _id: str = dataclasses.field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RunConfig):
@@ -218,6 +267,7 @@ class SweepConfig:
         if not axes:
             raise ConfigError("a sweep needs at least one axis, e.g. [axes] density = [1, 0.1]")
         object.__setattr__(self, "axes", axes)
+        check_point_count({a.field: len(a.values) for a in axes})
         names = [a.field for a in axes]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -247,6 +297,10 @@ class SweepConfig:
         object.__setattr__(self, "_configs", tuple(configs))
         ns = {c.data.n_features for c in configs}
         object.__setattr__(self, "common_n_features", ns.pop() if len(ns) == 1 else None)
+        doc = self.to_dict()
+        doc["base"]["train"].pop("memory_budget_gb", None)
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        object.__setattr__(self, "_id", hashlib.sha256(text.encode()).hexdigest()[:16])
 
     # ---- the grid -------------------------------------------------------------------------------
 
@@ -296,6 +350,7 @@ class SweepConfig:
         ):
             raise ConfigError(f"{source} axes must be a list of {{field, values}} objects")
         base = RunConfig.from_dict(raw["base"], source=f"{source} base")
+        check_point_count({str(a["field"]): spec_length("", a["values"]) for a in raw["axes"]})
         return cls(base, tuple(Axis(a["field"], a["values"]) for a in raw["axes"]))
 
     @classmethod
@@ -312,30 +367,20 @@ class SweepConfig:
                 f"{source} has no [axes] table; add one, e.g. [axes] density = [1, 0.1]"
             )
         base = RunConfig.from_dict({k: v for k, v in raw.items() if k != "axes"}, source=source)
-        return cls(base, tuple(Axis.from_spec(n, s) for n, s in _flat_axes(specs).items()))
+        flat = _flat_axes(specs)
+        check_point_count({n: spec_length(n, s) for n, s in flat.items()})
+        return cls(base, tuple(Axis.from_spec(n, s) for n, s in flat.items()))
 
     @classmethod
     def from_toml(cls, path: PathLike) -> "SweepConfig":
-        import tomllib
+        from superposition.files import read_toml
 
-        try:
-            with open(path, "rb") as f:
-                raw = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"sweep file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"sweep file {path} cannot be read ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"sweep file {path} is not valid TOML ({exc})") from None
-        return cls.from_toml_dict(raw, source=str(path))
+        return cls.from_toml_dict(read_toml(path, "sweep file"), source=str(path))
 
     @property
     def sweep_id(self) -> str:
         """A stable hash of everything that decides the results (not the memory budget)."""
-        doc = self.to_dict()
-        doc["base"]["train"].pop("memory_budget_gb", None)
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._id
 
     def describe(self) -> str:
         """E.g. ``density x relative_importance = 40 x 40 points``."""

@@ -1,0 +1,64 @@
+"""Compile every CPU kernel ahead of time: ``superposition warmup`` (or ``python -m
+superposition.warmup``), run once at set-up.
+
+numba compiles the kernels the first time they run and keeps them in its cache
+(:mod:`superposition.jit`), so the first training after an install waits for the compiler. Here a
+few tiny trainings run each kernel with the argument types training uses (the fused and the
+sparse toy steps, in both sampling modes, with correlated features and a finite training set, and
+the fused SAE step), so that every later run, the explorer's first Train included, loads them
+from the cache. With a warm cache this takes a second or two.
+"""
+
+import time
+
+from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def _configs() -> list[tuple[RunConfig, str]]:
+    train = TrainConfig(instances=1, steps=2, batch_size=8, log_every=1, eval_samples=16)
+    fused = RunConfig(
+        # density 1 samples every coin, 0.001 draws geometric gaps: the two sampling modes
+        data=DataConfig(n_features=5, density=(1.0, 0.001)),
+        model=ModelConfig(kind="relu", n_hidden=2),
+        train=train,
+    )
+    correlated = RunConfig(
+        data=DataConfig(n_features=6, density=(0.5, 0.001), correlated=(2,), anticorrelated=(2,)),
+        model=ModelConfig(kind="relu", n_hidden=2),
+        train=train,
+    )
+    finite = RunConfig(
+        data=DataConfig(n_features=5, density=(0.1,), source="finite", dataset_size=16),
+        model=ModelConfig(kind="relu", n_hidden=2),
+        train=train,
+    )
+    sparse = RunConfig(
+        data=DataConfig(n_features=40, density=(1.0, 0.001)),
+        model=ModelConfig(kind="relu", n_hidden=8),
+        train=train,
+    )
+    return [(fused, "fused"), (correlated, "fused"), (finite, "auto"), (sparse, "sparse")]
+
+
+def warm_up() -> float:
+    """Run every kernel once (compiling it unless numba's cache has it); return the seconds."""
+    from superposition.sae.config import SAEConfig
+    from superposition.sae.train import train_sae
+    from superposition.training import train
+
+    started = time.perf_counter()
+    runs = [train(config, progress=False, step=step) for config, step in _configs()]
+    sae = SAEConfig(steps=2, batch_size=8, seeds=1, log_every=1, eval_samples=16)
+    train_sae(runs[0], sae, progress=False, path="fused")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    from superposition.jit import cache_dir
+
+    seconds = warm_up()
+    print(f"CPU kernels ready in {seconds:.1f} s (cache: {cache_dir()})")
+
+
+if __name__ == "__main__":
+    main()
