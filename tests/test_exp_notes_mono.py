@@ -256,6 +256,8 @@ def test_saes_refuse_the_mlp_model() -> None:
 
     from superposition.sae import SAEConfig, train_sae
 
-    config = RunConfig(data=DataConfig(n_features=4), model=ModelConfig(kind="mlp", n_hidden=3))
-    with pytest.raises(ConfigError, match="the 'mlp' model .* is not supported yet"):
-        train_sae(fake_run(config), SAEConfig(steps=1))
+    for options in ({"hidden_bias_init": 0.0}, {"n_inputs": 2}):
+        model = ModelConfig(kind="mlp", n_hidden=3, **options)  # type: ignore[arg-type]
+        config = RunConfig(data=DataConfig(n_features=4), model=model)
+        with pytest.raises(ConfigError, match="this 'mlp' model .* is not supported yet"):
+            train_sae(fake_run(config), SAEConfig(steps=1))
