@@ -68,7 +68,7 @@ def configs(quick: bool = False) -> dict[str, RunConfig]:
             model=ModelConfig(kind="mlp", n_hidden=k, hidden_bias_init=c0, n_inputs=N_INPUTS),
             train=TrainConfig(
                 instances=2,
-                steps=300 if quick else 3000,
+                steps=120 if quick else 3000,
                 batch_size=256 if quick else 1024,
                 eval_samples=1000 if quick else 10_000,
             ),
