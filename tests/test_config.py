@@ -241,7 +241,7 @@ def _non_default_config() -> RunConfig:
             source="finite",
             dataset_size=50,
         ),
-        model=ModelConfig(kind="linear", n_hidden=3, tied=False),
+        model=ModelConfig(kind="mlp", n_hidden=3, tied=True, hidden_bias_init=-0.1, n_inputs=2),
         train=TrainConfig(
             steps=500,
             batch_size=64,

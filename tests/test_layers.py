@@ -27,6 +27,7 @@ LAYERS = {
     "kernels": 1,
     "jit": 1,
     "rng": 1,
+    "interventions": 1,
     "tokens": 1,
     "training": 2,
     "steps": 2,

@@ -320,13 +320,27 @@ class ModelConfig:
         "relu",
         "Model: 'linear' (W^T W x + b), 'relu' (ReLU(W^T W x + b)), 'privileged' (ReLU hidden "
         "layer, Section 7), 'abs' (computation model with target |x|, Section 8) or 'mlp' (ReLU "
-        "hidden layer and a linear readout W_dec h + b, e.g. logits for cross-entropy).",
+        "hidden layer and a linear readout W_dec h + b, e.g. logits for cross-entropy; its "
+        "neurons may have biases and read the features through a projection, Jermyn et al. "
+        "2022).",
     )
     n_hidden: int = doc_field(2, "Hidden dimensions or neurons (the paper's m).")
     tied: bool | None = doc_field(
         None,
         "Share W between encoder and decoder. Default: tied, except the 'abs' model, which is "
         "always untied, and the 'mlp' model, untied unless asked.",
+    )
+    hidden_bias_init: float | None = doc_field(
+        None,
+        "Give the 'mlp' model's neurons biases of their own, starting at this value (Jermyn et "
+        "al. 2022 find that moderately negative neuron biases go with more monosemantic "
+        "neurons). Default: no neuron biases.",
+    )
+    n_inputs: int | None = doc_field(
+        None,
+        "Input dimensions of the 'mlp' model: the features reach its neurons through a fixed "
+        "random projection to this many dimensions, as in Jermyn et al. 2022's feature decoder "
+        "(>= 1). Default: the neurons read the features themselves.",
     )
 
     def __post_init__(self) -> None:
@@ -338,10 +352,36 @@ class ModelConfig:
             raise ConfigError(
                 "the 'abs' model is untied by construction; leave tied unset or false"
             )
+        if self.hidden_bias_init is not None:
+            if self.kind != "mlp":
+                raise ConfigError(
+                    f"hidden_bias_init applies to the 'mlp' model only, not {self.kind!r}; drop "
+                    "it or set kind = 'mlp'"
+                )
+            check_finite("hidden_bias_init", self.hidden_bias_init)
+        if self.n_inputs is not None:
+            if self.kind != "mlp":
+                raise ConfigError(
+                    f"n_inputs applies to the 'mlp' model only, not {self.kind!r}; drop it or set "
+                    "kind = 'mlp'"
+                )
+            check_int_at_least("n_inputs", self.n_inputs, 1)
 
     @property
     def is_tied(self) -> bool:
         return self.kind not in ("abs", "mlp") if self.tied is None else self.tied
+
+    @property
+    def has_hidden_bias(self) -> bool:
+        """Whether the neurons carry biases of their own (an 'mlp' model with
+        ``hidden_bias_init``)."""
+        return self.kind == "mlp" and self.hidden_bias_init is not None
+
+    @property
+    def is_plain(self) -> bool:
+        """Whether the model is one of the two-layer maps without neuron biases or an input
+        projection (what the fast CPU kernels and the SAEs compute)."""
+        return not self.has_hidden_bias and self.n_inputs is None
 
 
 @no_type_check  # validated by __post_init__, which gives the user one clear sentence

@@ -110,6 +110,32 @@ def neuron_monosemanticity(
     )
 
 
+def neuron_responses(
+    W: Float[Tensor, "inst feat hidden"],
+    b_hidden: Float[Tensor, "inst hidden"] | None = None,
+    value: float = 1.0,
+) -> Float[Tensor, "inst feat hidden"]:
+    """Each ReLU neuron's activation when feature i alone is present at ``value``:
+    ``ReLU(value W[k, i, n] + b_hidden[k, n])`` (Jermyn et al. 2022 probe neurons with one-feature
+    inputs). A negative neuron bias silences the features whose weights it exceeds, so a neuron
+    with several positive weights can still answer one feature only.
+
+    Pass the result to :func:`neuron_monosemanticity` for each neuron's top feature's share of its
+    squared responses.
+    """
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"value must be a finite number > 0, got {value!r}")
+    pre = value * W
+    if b_hidden is not None:
+        if tuple(b_hidden.shape) != (W.shape[0], W.shape[2]):
+            raise ConfigError(
+                f"b_hidden must have shape [inst, hidden] = {[W.shape[0], W.shape[2]]}, "
+                f"got {list(b_hidden.shape)}"
+            )
+        pre = pre + b_hidden[:, None, :]
+    return torch.relu(pre)
+
+
 def monosemantic_neurons(
     W: Float[Tensor, "inst feat hidden"], threshold: float = 0.9, eps: float = EPS
 ) -> Int[Tensor, " inst"]:

@@ -10,7 +10,7 @@ kind           forward                                paper
 ``relu``       x' = ReLU(W^T W x + b)                 Section 2, ReLU output model
 ``privileged`` h = ReLU(W x);  x' = ReLU(W^T h + b)   Section 7 (no hidden bias, on purpose)
 ``abs``        h = ReLU(W1 x); y' = ReLU(W2 h + b)    Section 8, target |x|, always untied
-``mlp``        h = ReLU(W x);  x' = W_dec h + b       a ReLU layer and a linear readout
+``mlp``        h = ReLU(W G x + c); x' = W_dec h + b  a ReLU layer and a linear readout
 =============  =====================================  =====================================
 
 Untied models carry a separate decoder ``W_dec`` with the same ``[inst, feat, hidden]`` layout
@@ -20,7 +20,14 @@ because autograd's book-keeping costs more than the maths at these sizes; the te
 against autograd.
 
 The ``mlp`` model's output has no ReLU, so it can be read as logits (for the cross-entropy loss);
-like ``privileged`` it has no hidden bias, and it is untied unless its config asks otherwise.
+it is untied unless its config asks otherwise. By default, like ``privileged``, it has no hidden
+bias and ``G`` is the identity. Two options follow Jermyn, Schiefer and Hubinger 2022,
+"Engineering Monosemanticity in Toy Models" (a ReLU layer with biases and a linear read-out; we
+keep the output bias ``b`` every model here has): neuron biases ``b_hidden`` ``[inst, hidden]``
+(the ``c`` above), and their "feature decoder"'s fixed random projection ``P`` of the features
+to d < n dimensions. ``G = P P^T`` (:func:`input_overlap`, ``[feat, feat]``) applies it while
+keeping W's rows indexed by feature: ``W^T G x = (P^T W)^T (P^T x)``, so ``P^T W`` plays the
+paper's first-layer matrix on the projected input.
 """
 
 from dataclasses import dataclass
@@ -28,10 +35,30 @@ from dataclasses import dataclass
 import torch
 
 from superposition._types import Float, Tensor
+from superposition.errors import ConfigError
 from superposition.losses import MEAN_SQUARED_ERROR, Loss
+from superposition.rng import derive_seed
 
 HIDDEN_RELU = {"linear": False, "relu": False, "privileged": True, "abs": True, "mlp": True}
 OUTPUT_RELU = {"linear": False, "relu": True, "privileged": True, "abs": True, "mlp": False}
+
+
+def input_overlap(
+    n_features: int, n_inputs: int, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Float[Tensor, "feat feat"]:
+    """``G = P P^T`` for the fixed random projection ``P`` of n features to ``n_inputs``
+    dimensions (rows: independent Gaussian directions, normalised to unit length; Jermyn et al.
+    2022's feature decoder). ``G[i, j]`` is how much of feature j reaches input channel i; the
+    diagonal is 1. ``P`` is drawn from a generator seeded by the shape alone, so it belongs to the
+    model's architecture (every seed and instance share it) and a run directory rebuilds it."""
+    for name, value in (("n_features", n_features), ("n_inputs", n_inputs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    seed = derive_seed(0, "mlp-input-projection", n_features, n_inputs)
+    gen = torch.Generator().manual_seed(seed)
+    P = torch.randn((n_features, n_inputs), generator=gen, dtype=torch.float64)
+    P = P / torch.linalg.vector_norm(P, dim=1, keepdim=True)
+    return (P @ P.T).to(dtype=dtype, device=device)
 
 
 def _relu_backward(grad: Tensor, activated: Tensor) -> Tensor:
@@ -47,6 +74,11 @@ class ToyModel:
     W: Float[Tensor, "inst feat hidden"]
     b: Float[Tensor, "inst feat"]
     W_dec: Float[Tensor, "inst feat hidden"] | None = None
+    b_hidden: Float[Tensor, "inst hidden"] | None = None
+    """The neurons' biases (the ``mlp`` model only)."""
+    overlap: Float[Tensor, "feat feat"] | None = None
+    """The fixed ``G = P P^T`` of an ``mlp`` model with an input projection (not trained; see
+    :func:`input_overlap`); ``None``: the neurons read the features themselves."""
 
     @property
     def decoder(self) -> Float[Tensor, "inst feat hidden"]:
@@ -60,15 +92,32 @@ class ToyModel:
         out = {"W": self.W, "b": self.b}
         if self.W_dec is not None:
             out["W_dec"] = self.W_dec
+        if self.b_hidden is not None:
+            out["b_hidden"] = self.b_hidden
         return out
 
+    def encoder_input(
+        self, x: Float[Tensor, "inst batch feat"]
+    ) -> Float[Tensor, "inst batch feat"]:
+        """What the first layer reads: ``x``, or ``G x`` through the input projection."""
+        return x if self.overlap is None else x @ self.overlap
+
     def hidden(self, x: Float[Tensor, "inst batch feat"]) -> Float[Tensor, "inst batch hidden"]:
-        h = torch.bmm(x, self.W)
+        x = self.encoder_input(x)
+        if self.b_hidden is None:
+            h = torch.bmm(x, self.W)
+        else:
+            h = torch.baddbmm(self.b_hidden[:, None, :], x, self.W)
         return torch.relu(h) if HIDDEN_RELU[self.kind] else h
 
-    def forward(self, x: Float[Tensor, "inst batch feat"]) -> Float[Tensor, "inst batch feat"]:
-        out = torch.baddbmm(self.b[:, None, :], self.hidden(x), self.decoder.transpose(1, 2))
+    def output(self, h: Float[Tensor, "inst batch hidden"]) -> Float[Tensor, "inst batch feat"]:
+        """The second layer: the output read from a hidden activation ``h`` (which an
+        intervention may have edited, :mod:`superposition.interventions`)."""
+        out = torch.baddbmm(self.b[:, None, :], h, self.decoder.transpose(1, 2))
         return torch.relu(out) if OUTPUT_RELU[self.kind] else out
+
+    def forward(self, x: Float[Tensor, "inst batch feat"]) -> Float[Tensor, "inst batch feat"]:
+        return self.output(self.hidden(x))
 
     def target(self, x: Float[Tensor, "inst batch feat"]) -> Float[Tensor, "inst batch feat"]:
         return x.abs() if self.kind == "abs" else x
@@ -99,10 +148,12 @@ class ToyModel:
         Derivation: with o = W_dec h + b, the output x' = act(o) and g = dL/dx' from the loss
         (for the squared error, 2 I (x' - target) / scale), masked by the output ReLU into dL/do:
         dL/db = sum_batch g, dL/dW_dec = g^T h, dL/dh = g W_dec (masked by the hidden ReLU),
-        dL/dW = x^T dL/dh, plus dL/dW_dec when tied.
+        dL/dW = x^T dL/dh, plus dL/dW_dec when tied; with neuron biases, dL/db_hidden = sum_batch
+        dL/dh.
         """
         dec = self.decoder
         h = self.hidden(x)
+        x_in = self.encoder_input(x)  # dL/dW reads what the first layer read
         out = torch.baddbmm(self.b[:, None, :], h, dec.transpose(1, 2))
         if OUTPUT_RELU[self.kind]:
             out.relu_()
@@ -115,8 +166,10 @@ class ToyModel:
         g_h = torch.bmm(g, dec)
         if HIDDEN_RELU[self.kind]:
             g_h = _relu_backward(g_h, h)
+        if self.b_hidden is not None:
+            torch.sum(g_h, dim=1, out=grads["b_hidden"])
         if self.tied:
-            grads["W"].baddbmm_(x.transpose(1, 2), g_h)
+            grads["W"].baddbmm_(x_in.transpose(1, 2), g_h)
         else:
-            torch.bmm(x.transpose(1, 2), g_h, out=grads["W"])
+            torch.bmm(x_in.transpose(1, 2), g_h, out=grads["W"])
         return value

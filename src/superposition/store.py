@@ -314,10 +314,17 @@ def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     shapes = {"W": (inst, n, m), "b": (inst, n)}
     if not config.model.is_tied:
         shapes["W_dec"] = (inst, n, m)
+    if config.model.has_hidden_bias:
+        shapes["b_hidden"] = (inst, m)
     return shapes
 
 
-PARAM_AXES = {"W": "[inst, feat, hidden]", "W_dec": "[inst, feat, hidden]", "b": "[inst, feat]"}
+PARAM_AXES = {
+    "W": "[inst, feat, hidden]",
+    "W_dec": "[inst, feat, hidden]",
+    "b": "[inst, feat]",
+    "b_hidden": "[inst, hidden]",
+}
 """The axes of each parameter, as error messages name them."""
 
 

@@ -27,7 +27,7 @@ from superposition._types import Float, Tensor
 from superposition.config import RunConfig, TrainConfig
 from superposition.errors import ConfigError
 from superposition.losses import Loss, get_loss
-from superposition.models import ToyModel
+from superposition.models import ToyModel, input_overlap
 from superposition.results import Run
 from superposition.rng import derive_seed
 from superposition.steps import (
@@ -75,7 +75,15 @@ def param_shapes(config: RunConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
     shapes = {"W": (n_inst, n, m), "b": (n_inst, n)}
     if not config.model.is_tied:
         shapes["W_dec"] = (n_inst, n, m)
+    if config.model.has_hidden_bias:
+        shapes["b_hidden"] = (n_inst, m)
     return shapes
+
+
+def model_overlap(config: RunConfig, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The fixed input overlap ``G`` of an 'mlp' model with ``n_inputs`` (None otherwise)."""
+    d = config.model.n_inputs
+    return None if d is None else input_overlap(config.data.n_features, d, device=str(device))
 
 
 def init_params(config: RunConfig, seeds: Sequence[tuple[int, int]]) -> dict[str, torch.Tensor]:
@@ -85,7 +93,8 @@ def init_params(config: RunConfig, seeds: Sequence[tuple[int, int]]) -> dict[str
     draws from its own generator, so its initial weights do not depend on how the run is chunked
     or stacked. (The notebook applies torch's xavier_normal_ to the stacked [inst, ...] tensor,
     which makes the scale depend on the number of instances; we use the per-instance fan-in and
-    fan-out.)
+    fan-out.) Neuron biases (the 'mlp' model) start at ``ModelConfig.hidden_bias_init``
+    (default 0).
     """
     n, m = config.data.n_features, config.model.n_hidden
     std = math.sqrt(2.0 / (n + m))
@@ -96,6 +105,8 @@ def init_params(config: RunConfig, seeds: Sequence[tuple[int, int]]) -> dict[str
         out["W"][j] = torch.randn((n, m), generator=gen) * std
         if "W_dec" in out:
             out["W_dec"][j] = torch.randn((n, m), generator=gen) * std
+    if "b_hidden" in out:
+        out["b_hidden"].fill_(config.model.hidden_bias_init or 0.0)
     return out
 
 
@@ -508,6 +519,8 @@ def stack_key(config: RunConfig) -> tuple[Any, ...]:
         config.model.kind,
         config.model.n_hidden,
         config.model.is_tied,
+        config.model.hidden_bias_init,
+        config.model.n_inputs,
         train_cfg,
     )
 
@@ -677,7 +690,7 @@ def held_out_loss(
     table = Instances.of(config)
     spec = _spec(config, table, range(len(table)), device, get_loss(config.train.loss), sampler)
     on_device = {k: v.to(device, torch.float32) for k, v in params.items()}
-    model = ToyModel(config.model.kind, **on_device)
+    model = ToyModel(config.model.kind, **on_device, overlap=model_overlap(config, device))
     step_cls = plan_steps(spec, "torch")[0][1]
     return step_cls(spec, model, {}).held_out_loss(config.train.eval_samples)
 
@@ -744,7 +757,7 @@ def _train_chunk(
     config = spec.config
     cfg = config.train
     flat = FlatParams(init_params(config, spec.instances.seeds), spec.device)
-    model = ToyModel(config.model.kind, **flat.params)
+    model = ToyModel(config.model.kind, **flat.params, overlap=model_overlap(config, spec.device))
     step = step_cls(spec, model, flat.grads)
     history = LossHistory()
     snapshots = Snapshots(flat.params, cfg.snapshot_steps)

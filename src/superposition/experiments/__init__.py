@@ -18,6 +18,8 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
     "privileged-basis",
     "computation",
     "cross-entropy",
+    "engineered-monosemanticity",
+    "steering",
 )
 """The experiments ``superposition reproduce`` knows: the paper's, in its order, then questions
 beyond it."""

@@ -287,6 +287,11 @@ def train_sae(
     "fused" (relu_l1 on the CPU: :mod:`superposition.sae.fused`), "torch" (any architecture and
     device) or "auto" (fused where it applies); the choice is recorded in ``info["path"]``.
     """
+    if not run.config.model.is_plain:
+        raise ConfigError(
+            "SAEs read the hidden layer of models without neuron biases or an input projection; "
+            "this 'mlp' model (hidden_bias_init or n_inputs set) is not supported yet"
+        )
     device = resolve_device(config.device)
     check(run.config, config, device)
     path = choose_path(config, device, path)

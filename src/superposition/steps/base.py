@@ -185,7 +185,11 @@ class Step:
     ) -> Float[Tensor, " inst"]:
         model, loss = self.model, self.spec.loss
         alone = [
-            ToyModel(model.kind, **{p: v[k : k + 1] for p, v in model.params().items()})
+            ToyModel(
+                model.kind,
+                **{p: v[k : k + 1] for p, v in model.params().items()},
+                overlap=model.overlap,
+            )
             for k in range(model.W.shape[0])
         ]
         total64 = torch.zeros(len(alone), dtype=torch.float64)

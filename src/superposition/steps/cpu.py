@@ -54,6 +54,8 @@ class _CpuStep(Step):
         return (
             spec.device.type == "cpu"
             and spec.source == "fresh"
+            # the kernels compute no neuron biases and no input projection
+            and spec.config.model.is_plain
             and isinstance(spec.loss, SquaredError)
             and numba_available()
         )
