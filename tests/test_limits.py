@@ -339,6 +339,7 @@ def test_a_resumed_sweep_removes_what_killed_writers_left(
     spec = sweep_file(tmp_path, "density = [1, 0.5]")
     out = tmp_path / "out"
     argv = ["sweep", str(spec), "--out", str(out), "--no-progress", "--eval-samples", "10"]
+    argv += ["--layout", "points"]
     assert main(argv) == 0
     table = (out / "results.csv").read_text()
     # a run killed while it wrote the table and a point (pid 999999999: no such process)

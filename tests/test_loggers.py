@@ -18,6 +18,7 @@ from superposition.loggers import METRICS, GroupLog, Logger, open_logger
 from superposition.sae.config import SAEConfig
 from superposition.sae.train import train_sae
 from superposition.store import load_run, save_run
+from superposition.sweep import SweepResult
 
 TINY = ["--steps", "120", "--batch-size", "32", "--eval-samples", "200", "--log-every", "40"]
 LOGGED_STEPS = [0, 40, 80, 119]  # every log_every and the last step
@@ -181,7 +182,7 @@ def test_sweep_logs_every_point(tmp_path, capsys, offline_wandb):
         last.update(row)
     for point in (0, 1):
         assert {f"point{point}/group0/{m}" for m in METRICS} <= set(last)
-        run = load_run(out / "points" / f"{point:04d}")
+        run = SweepResult.load(out).run(point)
         assert last[f"point{point}/group0/dimensions_per_feature"] == pytest.approx(
             group_means(run, range(2))["dimensions_per_feature"]
         )

@@ -329,5 +329,5 @@ def test_dataframe_without_pandas_names_the_extra(monkeypatch) -> None:  # type:
 
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     result = made_up_result(grid_sweep(2, 0), "x")
-    with pytest.raises(ImportError, match=r"pip install 'superposition\[pandas\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'toy-superposition\[pandas\]'"):
         result.to_dataframe()

@@ -59,7 +59,13 @@ def test_layout_and_metadata(tiny_run, tmp_path):
     assert config["schema_version"] == store.SCHEMA_VERSION
     assert config["version"] == __import__("superposition").__version__
     assert config["created_at"].endswith("+00:00")
-    assert config["model"] == {"kind": "relu", "n_hidden": 2, "tied": None}
+    assert config["model"] == {
+        "kind": "relu",
+        "n_hidden": 2,
+        "tied": None,
+        "hidden_bias_init": None,
+        "n_inputs": None,
+    }
     assert config["data"]["density"] == [1.0, 0.3]
     assert config["info"] == tiny_run.info
 
