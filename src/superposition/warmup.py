@@ -17,8 +17,9 @@ from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 def _configs() -> list[tuple[RunConfig, str]]:
     train = TrainConfig(instances=1, steps=2, batch_size=8, log_every=1, eval_samples=16)
     fused = RunConfig(
-        # density 1 samples every coin, 0.001 draws geometric gaps: the two sampling modes
-        data=DataConfig(n_features=5, density=(1.0, 0.001)),
+        # density 1 samples every coin, 0.001 draws geometric gaps, 0.5 is between (the
+        # explorer's default): each picks its own sampling kernels
+        data=DataConfig(n_features=5, density=(1.0, 0.5, 0.001)),
         model=ModelConfig(kind="relu", n_hidden=2),
         train=train,
     )
@@ -33,11 +34,27 @@ def _configs() -> list[tuple[RunConfig, str]]:
         train=train,
     )
     sparse = RunConfig(
-        data=DataConfig(n_features=40, density=(1.0, 0.001)),
+        data=DataConfig(n_features=40, density=(1.0, 0.5, 0.001)),
         model=ModelConfig(kind="relu", n_hidden=8),
         train=train,
     )
-    return [(fused, "fused"), (correlated, "fused"), (finite, "auto"), (sparse, "sparse")]
+    # the explorer's own warm-up (superposition.explore.job.Trainer.warm_up): measured, its runs
+    # still compiled a second version of two kernels after the runs above, so they run here too
+    explorer = [
+        RunConfig(
+            data=DataConfig(n_features=n, density=(0.5,)),
+            model=ModelConfig(n_hidden=m),
+            train=TrainConfig(steps=2, batch_size=8, eval_samples=8, device="cpu"),
+        )
+        for n, m in ((5, 2), (20, 16))
+    ]
+    return [
+        (fused, "fused"),
+        (correlated, "fused"),
+        (finite, "auto"),
+        (sparse, "sparse"),
+        *((config, "auto") for config in explorer),
+    ]
 
 
 def warm_up() -> float:
