@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 examples="${1:-200}"
 shift || true
-SUPERPOSITION_FUZZ_EXAMPLES="$examples" exec python -m pytest tests/test_fuzz.py -q -p no:cacheprovider "$@"
+python=.venv/bin/python  # test.sh's environment; otherwise the python on the path
+[ -x "$python" ] || python=python
+SUPERPOSITION_FUZZ_EXAMPLES="$examples" exec "$python" -m pytest tests/test_fuzz.py -q -p no:cacheprovider "$@"
