@@ -575,3 +575,15 @@ def as_json_lists(obj: Any) -> Any:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def param_shapes(config: RunConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter tensor of ``n_inst`` instances of ``config``'s model (what the
+    trainer allocates and a run directory must hold)."""
+    n, m = config.data.n_features, config.model.n_hidden
+    shapes = {"W": (n_inst, n, m), "b": (n_inst, n)}
+    if not config.model.is_tied:
+        shapes["W_dec"] = (n_inst, n, m)
+    if config.model.has_hidden_bias:
+        shapes["b_hidden"] = (n_inst, m)
+    return shapes

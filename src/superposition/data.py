@@ -11,6 +11,7 @@ halves the random numbers drawn, which dominate the cost of a step. (The magnitu
 to steps of ``2**-24 / p``: below 1e-4 of the range even at density 0.001.)
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +65,11 @@ class FeatureDistribution:
     @property
     def n_instances(self) -> int:
         return self.density.shape[0]
+
+    def select(self, instances: int | list[int] | Tensor) -> "FeatureDistribution":
+        """The same distribution on some instances only (an index, a list or an index tensor)."""
+        density = self.density[instances]
+        return dataclasses.replace(self, density=density if density.dim() == 2 else density[None])
 
     @property
     def n_features(self) -> int:

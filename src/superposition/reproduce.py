@@ -119,18 +119,15 @@ def reproduce_many(
         raise ConfigError(f"workers must be at least 1, got {workers}")
     done: dict[str, tuple[Path, list[Claim]]] = {}
 
-    def finish(exp: Experiment, runs: dict[str, Run], tmp: Path) -> list[Claim]:
-        return _write(exp, runs, tmp, quick)
-
     def announce(exp: Experiment, claims: list[Claim]) -> None:
         done[exp.name] = (out / exp.name, claims)
         if on_done is not None:
             on_done(exp.name, *done[exp.name])
 
     if workers == 1 or sum(len(c) for c in configs.values()) == 1:
-        _train_here(experiments, configs, out, quick, progress, finish, announce)
+        _train_here(experiments, configs, out, quick, progress, announce)
     else:
-        _train_in_workers(experiments, configs, out, quick, progress, workers, finish, announce)
+        _train_in_workers(experiments, configs, out, quick, progress, workers, announce)
     return done
 
 
@@ -140,7 +137,6 @@ def _train_here(
     out: Path,
     quick: bool,
     progress: bool | None,
-    finish: Callable[[Experiment, dict[str, Run], Path], list[Claim]],
     announce: Callable[[Experiment, list[Claim]], None],
 ) -> None:
     from superposition.training import train
@@ -151,7 +147,7 @@ def _train_here(
             runs[run_name] = train(config, progress=progress)
             runs[run_name].info.update({"experiment": exp.name, "run": run_name, "quick": quick})
         with files.atomic_folder(out / exp.name) as tmp:
-            claims = finish(exp, runs, tmp)
+            claims = _write(exp, runs, tmp, quick)
         announce(exp, claims)
 
 
@@ -162,7 +158,6 @@ def _train_in_workers(
     quick: bool,
     progress: bool | None,
     workers: int,
-    finish: Callable[[Experiment, dict[str, Run], Path], list[Claim]],
     announce: Callable[[Experiment, list[Claim]], None],
 ) -> None:
     from superposition.store import load_run
@@ -195,7 +190,7 @@ def _train_in_workers(
             if waiting[name]:
                 return
             runs = {r: load_run(tmps[name] / "runs" / r) for r in configs[name]}
-            claims = finish(by_name[name], runs, tmps[name])
+            claims = _write(by_name[name], runs, tmps[name], quick)
             folders.pop(name).__exit__(None, None, None)
             announce(by_name[name], claims)
 

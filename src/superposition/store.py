@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from superposition import __version__, files
-from superposition.config import GROUP_FIELDS, RunConfig
+from superposition.config import GROUP_FIELDS, RunConfig, param_shapes
 from superposition.errors import ConfigError, RunDirError
 from superposition.results import Run
 
@@ -310,13 +310,7 @@ def write_figure(
 
 def expected_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Shape of every parameter tensor of a run with this config."""
-    inst, n, m = config.n_instances, config.data.n_features, config.model.n_hidden
-    shapes = {"W": (inst, n, m), "b": (inst, n)}
-    if not config.model.is_tied:
-        shapes["W_dec"] = (inst, n, m)
-    if config.model.has_hidden_bias:
-        shapes["b_hidden"] = (inst, m)
-    return shapes
+    return param_shapes(config, config.n_instances)
 
 
 PARAM_AXES = {

@@ -24,7 +24,7 @@ import torch
 
 from superposition import __version__
 from superposition._types import Float, Tensor
-from superposition.config import RunConfig, TrainConfig
+from superposition.config import RunConfig, TrainConfig, param_shapes
 from superposition.errors import ConfigError
 from superposition.losses import Loss, get_loss
 from superposition.models import ToyModel, input_overlap
@@ -68,16 +68,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 # --------------------------------------------------------------------------------------------------
 # parameters
-
-
-def param_shapes(config: RunConfig, n_inst: int) -> dict[str, tuple[int, ...]]:
-    n, m = config.data.n_features, config.model.n_hidden
-    shapes = {"W": (n_inst, n, m), "b": (n_inst, n)}
-    if not config.model.is_tied:
-        shapes["W_dec"] = (n_inst, n, m)
-    if config.model.has_hidden_bias:
-        shapes["b_hidden"] = (n_inst, m)
-    return shapes
 
 
 def model_overlap(config: RunConfig, device: torch.device | str = "cpu") -> torch.Tensor | None:

@@ -236,12 +236,7 @@ def analyse(run: Run, samples: int = ATTACK_SAMPLES) -> dict[str, Tensor]:
     best = run.best()
     W, b = run.W[best], run.b[best]
     dist = FeatureDistribution.from_config(cfg)
-    dist = FeatureDistribution(
-        density=dist.density[best],
-        correlated=dist.correlated,
-        anticorrelated=dist.anticorrelated,
-        signed=dist.signed,
-    )
+    dist = dist.select(best)
     importance = importance_from_config(cfg)[best]
     gen = torch.Generator().manual_seed(derive_seed(cfg.train.seed, "adversarial-attack"))
     x = dist.sample(samples, gen)

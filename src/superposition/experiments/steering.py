@@ -96,12 +96,7 @@ def intervene(run: Run, samples: int = SAMPLES) -> dict[str, Tensor]:
     dec = run.params["W_dec"][best] if "W_dec" in run.params else None
     model = ToyModel(cfg.model.kind, W, b, dec)
     full = FeatureDistribution.from_config(cfg)
-    dist = FeatureDistribution(
-        density=full.density[best],
-        correlated=full.correlated,
-        anticorrelated=full.anticorrelated,
-        signed=full.signed,
-    )
+    dist = full.select(best)
     gen = torch.Generator().manual_seed(derive_seed(cfg.train.seed, "steering"))
     live = geometry.feature_norms(W) >= REPRESENTED  # [group, feat]
     n_groups, n = live.shape

@@ -159,12 +159,7 @@ def setup(
         **{k: v[idx].to(device) for k, v in run.params.items()},
     )
     full = FeatureDistribution.from_config(run.config, device)
-    dist = FeatureDistribution(
-        density=full.density[idx.to(device)],
-        correlated=full.correlated,
-        anticorrelated=full.anticorrelated,
-        signed=full.signed,
-    )
+    dist = full.select(idx.to(device))
     importance = importance_from_config(run.config, device)[idx.to(device)]
     n_max = max(i.n_latents for i in plan)
     flat = FlatParams(init_params(config, plan, n_max, n_hidden), device)
