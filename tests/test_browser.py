@@ -13,9 +13,9 @@ import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import sync_playwright
 
-from superposition.experiments import EXPERIMENT_NAMES
+from superposition.experiments import ALL
 from superposition.report import build_report
-from superposition.reproduce import reproduce
+from superposition.reproduce import reproduce, reproduce_many
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,8 +26,7 @@ def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the whole paper reproduced with --quick (what `reproduce --all --quick`
     writes), so every section of the real report is opened in the browser."""
     out = tmp_path_factory.mktemp("all-quick")
-    for name in EXPERIMENT_NAMES:
-        reproduce(name, out, quick=True, progress=False)
+    reproduce_many(ALL, out, quick=True, progress=False, workers=2)
     return build_report(out)
 
 
@@ -66,7 +65,7 @@ def test_report_renders_in_chromium_offline(report_path: Path) -> None:
                 }))""",
             )
             present = [s for s in sections if s["status"] == "ok"]
-            assert [s["name"] for s in present] == list(EXPERIMENT_NAMES), sections
+            assert [s["name"] for s in present] == list(ALL), sections
             expected_plots = sum(s["interactive"] for s in present)
             # plotly draws asynchronously: wait until every figure has its SVG
             page.wait_for_function(

@@ -13,7 +13,7 @@ import pytest
 
 from superposition import report as report_module
 from superposition.cli import main
-from superposition.experiments import EXPERIMENT_NAMES
+from superposition.experiments import ALL
 from superposition.report import PLOTLY_MARKER, REPORT_FILE, build_report, write_report
 from superposition.reproduce import reproduce
 
@@ -40,9 +40,9 @@ def partial(results: Path, tmp_path: Path) -> Path:
     """A copy of the results with one more experiment folder that names a run it does not have."""
     folder = tmp_path / "results"
     shutil.copytree(results / "intro", folder / "intro")
-    broken = folder / EXPERIMENT_NAMES[2]
+    broken = folder / ALL[2]
     broken.mkdir()
-    meta = {"name": EXPERIMENT_NAMES[2], "title": "?", "quick": True, "runs": ["gone"]}
+    meta = {"name": ALL[2], "title": "?", "quick": True, "runs": ["gone"]}
     (broken / "experiment.json").write_text(json.dumps(meta))
     return folder
 
@@ -75,9 +75,9 @@ def test_report_renders_the_present_experiments_and_says_what_is_missing(partial
     assert page.index(PLOTLY_MARKER) < page.index("</head>")
 
     status = section_status(page)
-    assert list(status) == list(EXPERIMENT_NAMES), "one section per experiment, paper's order"
+    assert list(status) == list(ALL), "one section per experiment, paper's order"
     assert status["intro"] == "ok"
-    assert status[EXPERIMENT_NAMES[2]] in ("incomplete", "unavailable")
+    assert status[ALL[2]] in ("incomplete", "unavailable")
     assert all(s != "ok" for name, s in status.items() if name != "intro")
 
     parts = sections(page)
@@ -96,11 +96,11 @@ def test_report_renders_the_present_experiments_and_says_what_is_missing(partial
     assert 'href="./intro/figures/polygons.png"' in intro
     assert 'href="./intro/figures/polygons.svg"' in intro
 
-    for name in EXPERIMENT_NAMES[1:]:
+    for name in ALL[1:]:
         assert 'class="missing-box"' in parts[name], name
-    if status[EXPERIMENT_NAMES[2]] == "incomplete":
-        assert "runs/gone" in parts[EXPERIMENT_NAMES[2]]
-        assert f"superposition reproduce {EXPERIMENT_NAMES[2]} --out" in parts[EXPERIMENT_NAMES[2]]
+    if status[ALL[2]] == "incomplete":
+        assert "runs/gone" in parts[ALL[2]]
+        assert f"superposition reproduce {ALL[2]} --out" in parts[ALL[2]]
 
     # nothing to fetch: no script, stylesheet, image or font from anywhere but the page itself
     rest = without_plotly_js(page)
@@ -129,7 +129,7 @@ def test_an_incomplete_experiment_says_what_is_missing_and_the_rest_renders(
 
 def test_a_missing_experiment_gives_the_command_that_makes_it(tmp_path: Path) -> None:
     folder = tmp_path / "results"
-    other = folder / EXPERIMENT_NAMES[-1]
+    other = folder / ALL[-1]
     other.mkdir(parents=True)
     (other / "experiment.json").write_text("{not json")
     info = write_report(folder)
@@ -139,7 +139,7 @@ def test_a_missing_experiment_gives_the_command_that_makes_it(tmp_path: Path) ->
     page = info.path.read_text(encoding="utf-8")
     assert f'<code class="command">superposition reproduce intro --out {folder}</code>' in page
     assert info.summary().startswith(
-        f"0 of 0 claims hold; 0 of {len(EXPERIMENT_NAMES)} experiments reproduced"
+        f"0 of 0 claims hold; 0 of {len(ALL)} experiments reproduced"
     )
 
 
@@ -178,7 +178,7 @@ def test_the_report_is_written_atomically(partial: Path, monkeypatch: pytest.Mon
         build_report(partial)
     assert target.read_text() == "the previous report"
     left = sorted(p.name for p in partial.iterdir())
-    assert left == sorted([EXPERIMENT_NAMES[2], "intro", REPORT_FILE]), "a temporary file was left"
+    assert left == sorted([ALL[2], "intro", REPORT_FILE]), "a temporary file was left"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_cli_report_builds_and_summarises(
     claims = json.loads((partial / "intro" / "claims.json").read_text())
     holding = sum(c["holds"] for c in claims)
     assert f"intro: {holding} of {len(claims)} claims hold" in out
-    assert f"{holding} of {len(claims)} claims hold; 1 of {len(EXPERIMENT_NAMES)}" in out
+    assert f"{holding} of {len(claims)} claims hold; 1 of {len(ALL)}" in out
     assert out.rstrip().endswith(f"report: {partial / REPORT_FILE}")
     assert (partial / REPORT_FILE).read_text(encoding="utf-8").count(PLOTLY_MARKER) == 1
 
@@ -242,8 +242,10 @@ def test_cli_report_refuses_one_experiments_folder(
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["reproduce", "--out", "X"], ["one of the arguments NAME --all is required"]),
+        (["reproduce", "--out", "X"], ["one of the arguments NAME --all --group is required"]),
         (["reproduce", "intro", "--all", "--out", "X"], ["not allowed with argument"]),
+        (["reproduce", "--group", "paper", "--all", "--out", "X"], ["not allowed with argument"]),
+        (["reproduce", "--group", "nope", "--out", "X"], ["unknown group 'nope'", "paper"]),
         (["reproduce", "--all"], ["--out"]),
         (["report"], ["DIR"]),
     ],
@@ -313,7 +315,7 @@ def test_reproduce_all_runs_every_available_experiment_in_order_then_the_report(
     )
     assert code == 0, err
     available, skipped = [], []
-    for name in EXPERIMENT_NAMES:
+    for name in ALL:
         try:
             reproduce_module.get(name)
             available.append(name)

@@ -154,7 +154,12 @@ class ToyModel:
         dec = self.decoder
         h = self.hidden(x)
         x_in = self.encoder_input(x)  # dL/dW reads what the first layer read
-        out = torch.baddbmm(self.b[:, None, :], h, dec.transpose(1, 2))
+        if x.stride(1) == 1 and x.shape[2] > 1:
+            # feature-major samples (the CPU sampler writes [inst, feat, batch]): the output in the
+            # same layout, so every elementwise pass below reads its operands in memory order
+            out = torch.baddbmm(self.b[:, :, None], dec, h.transpose(1, 2)).transpose(1, 2)
+        else:
+            out = torch.baddbmm(self.b[:, None, :], h, dec.transpose(1, 2))
         if OUTPUT_RELU[self.kind]:
             out.relu_()
         value, g = loss.output_grad(out, self.target(x), importance, with_loss=with_loss)

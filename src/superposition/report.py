@@ -5,10 +5,11 @@
 
 - a header (package version, quick or full runs, when the results were made) with a summary, "N of
   M claims hold", and a table of contents;
-- one section per experiment, in the paper's order (:data:`EXPERIMENT_NAMES`): its title and paper
-  section, a table of the paper's claims beside what this run measured and whether each holds, the
-  interactive figures (plotly, ``INTERACTIVE`` of the experiment's plots module) and the static ones
-  (matplotlib, ``FIGURES``);
+- one section per experiment (:func:`reported`: those of ``reproduce --all`` in the paper's order,
+  then any follow-up whose folder is there): its title and paper section, a table of the paper's
+  claims beside what this run measured and whether each holds, the interactive figures (plotly,
+  ``INTERACTIVE`` of the experiment's plots module) and the static ones (matplotlib,
+  ``FIGURES``);
 - for an experiment that is not in the folder, or whose folder is incomplete or unreadable, a
   visible box that says what is missing and the command that makes it; the rest still renders.
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from superposition import __version__, files
 from superposition.errors import ConfigError, install_hint
-from superposition.experiments import EXPERIMENT_NAMES
+from superposition.experiments import ALL, EXPERIMENT_NAMES
 from superposition.results import Claim, Run
 
 REPORT_FILE = "report.html"
@@ -114,11 +115,21 @@ def write_report(results_dir: Path, *, out: Path | None = None, redraw: bool = F
     if not out.parent.is_dir():
         raise ConfigError(f"cannot write the report {out}: folder {out.parent} does not exist")
     sections = tuple(
-        _section(results_dir, name, out.parent, redraw=redraw) for name in EXPERIMENT_NAMES
+        _section(results_dir, name, out.parent, redraw=redraw)
+        for name in reported(results_dir)
     )
     info = ReportInfo(out, sections)
     files.write_text(out, _render(results_dir, info, plotly_js))
     return info
+
+
+def reported(results_dir: Path) -> tuple[str, ...]:
+    """The experiments the report of ``results_dir`` has a section for, in order: those of
+    ``reproduce --all`` (:data:`ALL`, present or not, so that a missing one is named) and any
+    other experiment whose folder is there."""
+    return tuple(
+        name for name in EXPERIMENT_NAMES if name in ALL or (Path(results_dir) / name).exists()
+    )
 
 
 # --------------------------------------------------------------------------------------------------

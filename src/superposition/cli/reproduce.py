@@ -1,5 +1,5 @@
-"""``superposition reproduce NAME|--all --out DIR``: one of the paper's experiments, or all of them
-followed by the HTML report: train, save, draw the figures and check the claims."""
+"""``superposition reproduce NAME|--all|--group GROUP --out DIR``: one experiment, or a group of
+them followed by the HTML report: train, save, draw the figures and check the claims."""
 
 import argparse
 from collections.abc import Sequence
@@ -28,6 +28,13 @@ def experiment_names() -> tuple[str, ...]:
     return EXPERIMENT_NAMES
 
 
+def group_names() -> tuple[str, ...]:
+    """The groups ``--group`` accepts (from the light ``superposition.experiments`` package)."""
+    from superposition.experiments import GROUPS
+
+    return tuple(GROUPS)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
@@ -39,7 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--all",
         action="store_true",
-        help="Reproduce every experiment in the paper's order, then write DIR/report.html.",
+        help="Reproduce the paper's experiments in its order and the questions it leaves open, "
+        "then write DIR/report.html.",
+    )
+    which.add_argument(
+        "--group",
+        metavar="GROUP",
+        help=f"Reproduce one group of experiments ({', '.join(group_names())}), then write "
+        "DIR/report.html.",
     )
     p.add_argument(
         "--out", required=True, metavar="DIR", help="Folder in which to write the run DIR/NAME."
@@ -83,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     from superposition import reproduce
 
-    if args.all:
-        return run_all(args)
+    if args.all or args.group is not None:
+        return run_all(args, selected(args))
     if args.name not in experiment_names():
         raise ConfigError(
             f"unknown experiment {args.name!r}; known experiments: {', '.join(experiment_names())}"
@@ -106,8 +120,22 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_all(args: argparse.Namespace) -> int:
-    """``reproduce --all``: every available experiment in the paper's order, then the report."""
+def selected(args: argparse.Namespace) -> tuple[str, ...]:
+    """The experiments of ``--all`` or ``--group``."""
+    from superposition.experiments import ALL, GROUPS
+
+    if args.group is None:
+        return ALL
+    if args.group not in GROUPS:
+        raise ConfigError(f"unknown group {args.group!r}; known groups: {', '.join(GROUPS)}")
+    if not GROUPS[args.group]:
+        raise ConfigError(f"group {args.group!r} has no experiments in this version yet")
+    return GROUPS[args.group]
+
+
+def run_all(args: argparse.Namespace, names: Sequence[str]) -> int:
+    """``reproduce --all`` or ``--group``: the available experiments of ``names`` in order, then
+    the report."""
     from superposition import report, reproduce
 
     out = Path(args.out)
@@ -115,7 +143,7 @@ def run_all(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} is a file; give a folder")
     report.load_plotly_js()  # the report needs plotly: say so before training, not after
     available, skipped = [], []
-    for name in experiment_names():
+    for name in names:
         try:
             reproduce.get(name)
         except ConfigError:

@@ -4,9 +4,14 @@ An experiment module ``superposition.experiments.<name with underscores>`` provi
 ``TITLE``, ``SECTION``, ``configs(quick) -> dict[str, RunConfig]`` and
 ``claims(runs: dict[str, Run]) -> list[Claim]``; its figures live in ``superposition.plots`` under
 the same module name (see :mod:`superposition.reproduce`).
+
+The experiments come in groups (:data:`GROUPS`): the paper's, the questions it leaves open, and
+the papers that followed it. ``superposition reproduce --all`` runs :data:`ALL` (the paper and
+its open questions, minutes on a laptop); ``--group follow-ups`` the follow-up papers, each of
+which takes longer.
 """
 
-EXPERIMENT_NAMES: tuple[str, ...] = (
+PAPER: tuple[str, ...] = (
     "intro",
     "demonstrating-superposition",
     "phase-change",
@@ -17,9 +22,29 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
     "adversarial",
     "privileged-basis",
     "computation",
+)
+"""The paper's experiments, in its order."""
+
+QUESTIONS: tuple[str, ...] = (
     "cross-entropy",
     "engineered-monosemanticity",
     "steering",
 )
+"""Questions the paper leaves open."""
+
+FOLLOW_UPS: tuple[str, ...] = ()
+"""Experiments of the papers that followed it."""
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "paper": PAPER,
+    "questions": QUESTIONS,
+    "follow-ups": FOLLOW_UPS,
+}
+"""The experiments by group, for ``superposition reproduce --group NAME``."""
+
+ALL: tuple[str, ...] = PAPER + QUESTIONS
+"""What ``superposition reproduce --all`` runs: the paper and the questions it leaves open."""
+
+EXPERIMENT_NAMES: tuple[str, ...] = PAPER + QUESTIONS + FOLLOW_UPS
 """The experiments ``superposition reproduce`` knows: the paper's, in its order, then questions
-beyond it."""
+beyond it, then the follow-up papers."""
