@@ -164,7 +164,7 @@ class FastStep:
         self.k.fused_step(
             self.keys, step, self.batch, *self.units.args(), self.units.signed,
             a["W"], a["dec"], a["b"], a["coef"], a["imp"], *self.flags, self.model.tied,
-            a["gW"], a["gdec"], a["gb"], self.err,
+            with_loss, a["gW"], a["gdec"], a["gb"], self.err,
         )  # fmt: skip
         return torch.from_numpy(self.err / self.scale).float() if with_loss else None
 

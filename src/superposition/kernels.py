@@ -470,6 +470,7 @@ def _instance_grads(
     hidden_relu: bool,
     output_relu: bool,
     abs_target: bool,
+    with_loss: bool,
     aW: np.ndarray,
     adec: np.ndarray,
     ab: np.ndarray,
@@ -480,7 +481,8 @@ def _instance_grads(
     ones: np.ndarray,
 ) -> float:
     """One instance's gradients from its batch ``x`` [feat, batch] (batch innermost, so every loop
-    below is a vector loop); returns the summed importance-weighted squared error. ``h``, ``gh``
+    below is a vector loop); returns the summed importance-weighted squared error when
+    ``with_loss`` (0 otherwise: the gradients do not need it, so it is skipped). ``h``, ``gh``
     [hidden, batch], ``g`` [4, batch], ``d`` [batch]: scratch; ``ones`` [batch]: ones.
 
     Same maths as :meth:`ToyModel.loss_and_grads`: o = W_dec h + b, g = coef (act(o) - target)
@@ -510,14 +512,22 @@ def _instance_grads(
             _add_products(gj, h, dec[j], True, b[j])
             xj = x[j]
             cj = coef[j]
-            for s in range(batch):
-                o = gj[s]
-                t = abs(xj[s]) if abs_target else xj[s]
-                live = o > 0.0 or not output_relu
-                ds = (o if live else np.float32(0.0)) - t
-                d[s] = ds
-                gj[s] = cj * ds if live else np.float32(0.0)
-            err += imp[j] * _vdot(d, d)
+            if with_loss:
+                for s in range(batch):
+                    o = gj[s]
+                    t = abs(xj[s]) if abs_target else xj[s]
+                    live = o > 0.0 or not output_relu
+                    ds = (o if live else np.float32(0.0)) - t
+                    d[s] = ds
+                    gj[s] = cj * ds if live else np.float32(0.0)
+                err += imp[j] * _vdot(d, d)
+            else:  # the same gradient, without keeping the residuals for the loss
+                for s in range(batch):
+                    o = gj[s]
+                    t = abs(xj[s]) if abs_target else xj[s]
+                    live = o > 0.0 or not output_relu
+                    ds = (o if live else np.float32(0.0)) - t
+                    gj[s] = cj * ds if live else np.float32(0.0)
             ab[j] = _vdot(gj, ones)
             for a in range(m):
                 adec[j, a] = _vdot(gj, h[a])
@@ -558,6 +568,7 @@ def fused_step(
     output_relu: bool,
     abs_target: bool,
     tied: bool,
+    with_loss: bool,
     gW: np.ndarray,
     gdec: np.ndarray,
     gb: np.ndarray,
@@ -565,9 +576,9 @@ def fused_step(
 ) -> None:
     """One training step's gradients for every instance: sample, forward, backward, fused.
 
-    Writes ``gW``, ``gb`` and (untied) ``gdec``; ``err[k]`` is instance k's summed
-    importance-weighted squared error (the loss times batch * feat). The batch is drawn exactly as
-    :func:`sample_csr` draws it.
+    Writes ``gW``, ``gb`` and (untied) ``gdec``; with ``with_loss``, ``err[k]`` is instance k's
+    summed importance-weighted squared error (the loss times batch * feat). The batch is drawn
+    exactly as :func:`sample_csr` draws it.
     """
     n_inst, n, m = W.shape
     # a few blocks of instances per thread, each with its own scratch, allocated once per step
@@ -592,7 +603,7 @@ def fused_step(
             )
             err[k] = _instance_grads(
                 x, W[k], dec[k], b[k], coef[k], imp[k], hidden_relu, output_relu, abs_target,
-                aW, adec, ab, h, gh, g, d, ones,
+                with_loss, aW, adec, ab, h, gh, g, d, ones,
             )
             if tied:
                 gW[k] = aW + adec

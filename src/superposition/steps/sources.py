@@ -102,7 +102,8 @@ class FreshSource(Source):
         from superposition import kernels
 
         units = units or self.eval_units
-        x = torch.zeros((self.dist.n_instances, self.dist.n_features, size))
+        # no zeros first: the sampler writes every element (its sparse paths zero x themselves)
+        x = torch.empty((self.dist.n_instances, self.dist.n_features, size))
         kernels.sample_dense(keys, counter, *units.args(), units.signed, x.numpy())
         return x.transpose(1, 2)
 
