@@ -706,6 +706,38 @@ def output_grad(
         err[k] = e
 
 
+@njit(parallel=True, fastmath=_VECTOR_MATH, cache=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def dense_output_grad(
+    out: np.ndarray,
+    target: np.ndarray,
+    coef: np.ndarray,
+    imp: np.ndarray,
+    output_relu: bool,
+    with_loss: bool,
+    err: np.ndarray,
+) -> None:
+    """Turn ``out`` [inst, feat, batch], holding the output before its activation, into
+    g = dL/do in place: g = coef * (act(o) - target), masked by the output ReLU, in one pass over
+    the batch (in torch: the ReLU, the difference, the weights and the mask, a pass each). With
+    ``with_loss``, ``err[k]`` is the summed importance-weighted squared error."""
+    n_inst, n, batch = out.shape
+    for k in prange(n_inst):
+        d = np.empty(batch, np.float32)
+        e = 0.0
+        for j in range(n):
+            row, t, c = out[k, j], target[k, j], coef[k, j]
+            for s in range(batch):
+                o = row[s]
+                live = o > 0.0 or not output_relu
+                ds = (o if live else np.float32(0.0)) - t[s]
+                d[s] = ds
+                row[s] = c * ds if live else np.float32(0.0)
+            if with_loss:
+                e += imp[k, j] * _vdot(d, d)
+        err[k] = e
+
+
 @njit(parallel=True, cache=True)
 @no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
 def sparse_xtg(

@@ -36,7 +36,7 @@ import torch
 
 from superposition._types import Float, Tensor
 from superposition.errors import ConfigError
-from superposition.losses import MEAN_SQUARED_ERROR, Loss
+from superposition.losses import MEAN_SQUARED_ERROR, Loss, relu_backward
 from superposition.rng import derive_seed
 
 HIDDEN_RELU = {"linear": False, "relu": False, "privileged": True, "abs": True, "mlp": True}
@@ -59,11 +59,6 @@ def input_overlap(
     P = torch.randn((n_features, n_inputs), generator=gen, dtype=torch.float64)
     P = P / torch.linalg.vector_norm(P, dim=1, keepdim=True)
     return (P @ P.T).to(dtype=dtype, device=device)
-
-
-def _relu_backward(grad: Tensor, activated: Tensor) -> Tensor:
-    # zero the gradient where the ReLU's output is 0 (one fused kernel instead of a mask multiply)
-    return torch.ops.aten.threshold_backward(grad, activated, 0)
 
 
 @dataclass
@@ -160,17 +155,15 @@ class ToyModel:
             out = torch.baddbmm(self.b[:, :, None], dec, h.transpose(1, 2)).transpose(1, 2)
         else:
             out = torch.baddbmm(self.b[:, None, :], h, dec.transpose(1, 2))
-        if OUTPUT_RELU[self.kind]:
-            out.relu_()
-        value, g = loss.output_grad(out, self.target(x), importance, with_loss=with_loss)
-        if OUTPUT_RELU[self.kind]:
-            g = _relu_backward(g, out)
+        value, g = loss.preactivation_grad(
+            out, self.target(x), importance, relu=OUTPUT_RELU[self.kind], with_loss=with_loss
+        )
         torch.sum(g, dim=1, out=grads["b"])
         g_dec = grads["W"] if self.tied else grads["W_dec"]
         torch.bmm(g.transpose(1, 2), h, out=g_dec)
         g_h = torch.bmm(g, dec)
         if HIDDEN_RELU[self.kind]:
-            g_h = _relu_backward(g_h, h)
+            g_h = relu_backward(g_h, h)
         if self.b_hidden is not None:
             torch.sum(g_h, dim=1, out=grads["b_hidden"])
         if self.tied:
