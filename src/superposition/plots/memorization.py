@@ -32,9 +32,13 @@ def _spread(items: list, k: int) -> list:
 
 def _arrows(ax: plt.Axes, V: np.ndarray, colour: str) -> None:
     scale = float(np.abs(V).max()) or 1.0
-    for x, y in V / scale:
-        ax.plot([0, x], [0, y], color=colour, lw=0.8, alpha=0.7)
-    ax.plot(V[:, 0] / scale, V[:, 1] / scale, "o", color=colour, ms=2.5)
+    V = V / scale
+    # one line through every spoke (origin, tip, break): thousands of points stay one artist
+    spokes = np.full((len(V), 3, 2), np.nan)
+    spokes[:, 0] = 0.0
+    spokes[:, 1] = V
+    ax.plot(spokes[..., 0].ravel(), spokes[..., 1].ravel(), color=colour, lw=0.8, alpha=0.7)
+    ax.plot(V[:, 0], V[:, 1], "o", color=colour, ms=2.5)
     ax.set_xlim(-1.15, 1.15)
     ax.set_ylim(-1.15, 1.15)
     ax.set_aspect("equal")
