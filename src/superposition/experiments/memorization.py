@@ -141,9 +141,8 @@ def datapoint_dimensionality(
     W: Float[Tensor, "inst feat hidden"], X: Float[Tensor, "inst sample feat"]
 ) -> Float[Tensor, "inst sample"]:
     """``D_j = ||h_j||^2 / sum_k (h_j_hat . h_k)^2`` over the training points (Henighan et al.
-    2023, "Dimensionality of training examples"): the feature dimensionality of Elhage et al.
-    2022, Section 4, with the hidden vectors of the training points in place of the features'
-    ``W_i``. 0 for a point with ``h_j = 0``."""
+    2023): the feature dimensionality of Elhage et al. 2022, Section 4, with the hidden vectors
+    of the training points in place of the features' ``W_i``. 0 for a point with ``h_j = 0``."""
     return geometry.feature_dimensionality(hidden_points(W, X))
 
 
