@@ -73,17 +73,17 @@ def _cube_terms(c: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         top = top + sign * g ** (d + 2)
         first = first + sign * vv[0] * g ** (d + 1)
     prod = np.prod(c, axis=-1)
-    return top / prod, first / prod
+    return np.asarray(top / prod), np.asarray(first / prod)
 
 
 def _relu_sq(c: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``E[ReLU(c . x + b)^2]`` for x uniform on the unit cube (``c`` may hold zeros)."""
     keep = [j for j in range(c.shape[-1]) if np.all(np.abs(c[..., j]) > _ZERO)]
     if not keep:
-        return np.maximum(b, 0.0) ** 2
+        return np.asarray(np.maximum(b, 0.0) ** 2)
     d = len(keep)
     top, _ = _cube_terms(c[..., keep], b)
-    return 2 * top / math.factorial(d + 2)
+    return np.asarray(2 * top / math.factorial(d + 2))
 
 
 def _own_terms(a: np.ndarray, c: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +94,7 @@ def _own_terms(a: np.ndarray, c: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
     top, first = _cube_terms(full, b)
     sq = 2 * top / math.factorial(d + 2)
     cross = ((d + 2) * first - top / a) / math.factorial(d + 2)
-    return sq, cross
+    return np.asarray(sq), np.asarray(cross)
 
 
 def polygon_feature_loss(density: object, k: int, a: object, b: object) -> np.ndarray:
@@ -118,7 +118,7 @@ def polygon_feature_loss(density: object, k: int, a: object, b: object) -> np.nd
             off = _relu_sq(c, b_)
             sq, cross = _own_terms(a_, c, b_)
             total = total + prob * ((1 - p) * off + p * (1 / 3 - 2 * cross + sq))
-    return total
+    return np.asarray(total)
 
 
 def optimal_polygon(density: object, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
