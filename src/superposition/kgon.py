@@ -21,8 +21,8 @@ Both expectations over the unit cube have a closed form (the inclusion-exclusion
 truncated power over a box, integrating one coordinate at a time): for non-zero coefficients c
 on d coordinates,
 
-    int_[0,1]^d ReLU(c . x + b)^r dx = r!/(r+d)! sum_{v in {0,1}^d} (-1)^(d-|v|) ReLU(c . v + b)^(r+d)
-                                       / prod_j c_j,
+    int_[0,1]^d ReLU(c . x + b)^r dx
+        = r!/(r+d)! sum_{v in {0,1}^d} (-1)^(d-|v|) ReLU(c . v + b)^(r+d) / prod_j c_j,
 
 and ``E[x_0 ReLU(y)] = (1/2) d/dc_0 E[ReLU(y)^2]``, differentiated term by term. Coordinates
 with ``c_j = 0`` (partners at right angles, as in the square) drop out. The loss is therefore a
