@@ -1,5 +1,5 @@
 """Regular k-gons in m = 2: the critical points of Chen, Lau, Mendel, Wei & Murfet (2023),
-"Dynamical versus Bayesian Phase Transitions in a Toy Model of Superposition", Section 4, and
+"Dynamical versus Bayesian Phase Transitions in a Toy Model of Superposition" (the regular k-gons of their m = 2 analysis), and
 their exact expected loss under the library's independent features at any density.
 
 The configuration: of n features, k have rows ``W_i = sqrt(a) (cos 2 pi i/k, sin 2 pi i/k)``
@@ -123,7 +123,7 @@ def polygon_feature_loss(density: object, k: int, a: object, b: object) -> np.nd
 
 def optimal_polygon(density: object, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(a, b, f)``: squared norm and bias minimising :func:`polygon_feature_loss` (the k-gon
-    "with the optimal norm and bias", Chen et al. 2023, Section 4), and the minimum f.
+    "with the optimal norm and bias" of Chen et al. 2023), and the minimum f.
 
     A deterministic zooming grid search, as :func:`superposition.theory.optimal_pair`: a 31 x 31
     grid on a in [0, 3], b in [-1.5, 1.5], then 40 rounds of a 9 x 9 grid around the best point,
