@@ -1,6 +1,6 @@
-"""Regular k-gons in m = 2: the critical points of Chen, Lau, Mendel, Wei & Murfet (2023),
-"Dynamical versus Bayesian Phase Transitions in a Toy Model of Superposition" (the regular k-gons of their m = 2 analysis), and
-their exact expected loss under the library's independent features at any density.
+"""Regular k-gons in m = 2, the critical points of Chen, Lau, Mendel, Wei & Murfet (2023),
+"Dynamical versus Bayesian Phase Transitions in a Toy Model of Superposition", and their exact
+expected loss under the library's independent features at any density.
 
 The configuration: of n features, k have rows ``W_i = sqrt(a) (cos 2 pi i/k, sin 2 pi i/k)``
 (a regular k-gon, ``a = ||W_i||^2``) and a common bias b; the other n - k are not represented
