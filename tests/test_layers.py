@@ -24,6 +24,7 @@ LAYERS = {
     "losses": 1,
     "geometry": 1,
     "theory": 1,
+    "kgon": 1,
     "kernels": 1,
     "jit": 1,
     "rng": 1,
