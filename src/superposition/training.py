@@ -133,10 +133,10 @@ class AdamFlat:
 
     Positive weight decay is the usual one, on every parameter: AdamW shrinks them by ``lr * wd``
     per step (decoupled), Adam adds ``wd * p`` to the gradient. Negative weight decay is Liu, Liu
-    & Gore 2025's weight growth (the AdamW of their toy model): it acts on the feature rows ``W_i`` only
-    and pulls each toward unit norm, the gradient of ``(|wd| / 2) (||W_i|| - 1)^2``, decoupled
-    for AdamW and added to the gradient for Adam. A plain negative decay would grow the weights
-    without bound.
+    & Gore 2025's weight growth (the AdamW of their toy model): it acts on the feature rows
+    ``W_i`` only and pulls each toward unit norm, the gradient of ``(|wd| / 2) (||W_i|| - 1)^2``,
+    decoupled for AdamW and added to the gradient for Adam. A plain negative decay would grow the
+    weights without bound.
     """
 
     def __init__(self, params: FlatParams, cfg: TrainConfig):

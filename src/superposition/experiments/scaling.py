@@ -21,6 +21,7 @@ Measures (see the docs page for the bars):
   :func:`tail_mass` is that sum for our finite n.
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ class PowerLaw:
         return self.prefactor * m**-self.exponent
 
 
-def power_law_fit(m: Sequence[float], loss: Sequence[float]) -> PowerLaw:
+def power_law_fit(m: Sequence[int | float], loss: Sequence[float]) -> PowerLaw:
     """The least-squares line through ``(log m, log loss)``: ``L = c m^-a``. Needs two or more
     distinct positive m and positive losses."""
     x = np.log(np.asarray(m, dtype=np.float64))
@@ -119,9 +120,7 @@ def _config(n: int, alpha: float, weight_decay: float, m: int, *, quick: bool) -
     steps = 1000 if quick else 2000
     return RunConfig(
         # density p_1 times the multipliers i^-alpha: feature i is present with probability p_i
-        data=DataConfig(
-            n_features=n, density=(p[0],), feature_density=tuple(v / p[0] for v in p)
-        ),
+        data=DataConfig(n_features=n, density=(p[0],), feature_density=tuple(v / p[0] for v in p)),
         model=ModelConfig(kind="relu", n_hidden=m),
         train=TrainConfig(
             steps=steps,
@@ -195,9 +194,7 @@ def measure(run: Run) -> Point:
 
 def points(runs: dict[str, Run]) -> list[Point]:
     """Every run's measures, sorted by alpha, weight decay, m."""
-    return sorted(
-        (measure(r) for r in runs.values()), key=lambda p: (p.alpha, p.weight_decay, p.m)
-    )
+    return sorted((measure(r) for r in runs.values()), key=lambda p: (p.alpha, p.weight_decay, p.m))
 
 
 def series(runs: dict[str, Run]) -> dict[tuple[float, float], list[Point]]:
@@ -246,7 +243,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
         )
     )
     apart = {a: abs(weak[a].exponent - strong[a].exponent) >= SEPARATION for a in alphas}
-    rising = all(weak[a].exponent < weak[b].exponent for a, b in zip(alphas, alphas[1:]))
+    rising = all(weak[a].exponent < weak[b].exponent for a, b in itertools.pairwise(alphas))
     asymptote = ", ".join(f"{a - 1:g}" for a in alphas)
     out.append(
         Claim(
@@ -287,7 +284,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
     for a in alphas:
         for i, m in enumerate(p.m for p in by[(a, decays[0])]):
             fr = [by[(a, wd)][i].fraction for wd in decays]
-            ok = ok and all(x >= y for x, y in zip(fr, fr[1:]))
+            ok = ok and all(x >= y for x, y in itertools.pairwise(fr))
             rows.append(f"alpha {a:g} m {m}: " + "/".join(f"{v:.2f}" for v in fr))
     out.append(
         Claim(
