@@ -2,7 +2,6 @@
 negative weight decay (accepted, pulls rows toward unit norm, refused when not finite), and the
 quick experiment end to end."""
 
-import json
 import math
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import superposition as sp
 from superposition.cli import main
 from superposition.errors import ConfigError
 from superposition.experiments import scaling
-from superposition.reproduce import redraw, reproduce
 
 # --------------------------------------------------------------------------------------------------
 # the fit and the frequencies
@@ -103,19 +101,36 @@ def test_cli_refuses_a_bad_weight_decay(tmp_path: Path, capsys, value: str) -> N
 
 
 # --------------------------------------------------------------------------------------------------
-# the quick experiment
+# the experiment's claims and figures on tiny runs (the --quick preset takes minutes)
 
 
-@pytest.mark.slow
-def test_quick_scaling_writes_its_claims_and_redraws(tmp_path: Path) -> None:
-    target, claims = reproduce("scaling", tmp_path, quick=True, progress=False)
-    saved = json.loads((target / "claims.json").read_text())
-    assert len(saved) == 4 and [c.to_dict() for c in claims] == saved
-    # the represented fraction is measured and grows as weight decay goes negative (claim 4)
-    assert saved[3]["holds"], saved[3]
-    for name in ("loss", "represented"):
-        assert (target / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (target / "figures" / "loss.png").unlink()
-    again = redraw(target)
-    assert (target / "figures" / "loss.png").is_file()
-    assert [c.to_dict() for c in again] == saved
+def test_claims_and_figures_on_tiny_runs(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from superposition.plots import scaling as plots
+    from superposition.store import load_run, save_run
+
+    runs = {
+        scaling.run_name(1.25, wd, m): sp.train(scaling.config(60, 1.25, wd, m, steps=300))
+        for wd in scaling.WEIGHT_DECAYS
+        for m in (3, 6)
+    }
+    claims = scaling.claims(runs)
+    assert len(claims) == 4
+    # the pull toward unit rows keeps more features than weight decay 1 at every m (claim 4)
+    assert claims[3].holds, claims[3].measured
+    by = scaling.series(runs)
+    assert sorted(by) == [(1.25, wd) for wd in scaling.WEIGHT_DECAYS]
+    assert [p.m for p in by[(1.25, 1.0)]] == [3, 6]
+    for strong, weak in zip(by[(1.25, -1.0)], by[(1.25, 1.0)], strict=True):
+        assert strong.fraction > weak.fraction
+    # a saved run measures the same (the figures and claims need only the run directories)
+    name = scaling.run_name(1.25, 1.0, 6)
+    save_run(runs[name], tmp_path / name)
+    assert scaling.measure(load_run(tmp_path / name)) == scaling.measure(runs[name])
+    fig = plots.loss(runs)
+    assert len(fig.axes) == 3
+    labels = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+    assert any("exponent" in t for t in labels) and any("account" in t for t in labels)
+    plt.close(fig)
+    plt.close(plots.represented(runs))

@@ -115,9 +115,9 @@ def run_name(alpha: float, weight_decay: float, m: int) -> str:
     return f"a{alpha:g}-wd{weight_decay:+g}-m{m}"
 
 
-def _config(n: int, alpha: float, weight_decay: float, m: int, *, quick: bool) -> RunConfig:
+def config(n: int, alpha: float, weight_decay: float, m: int, *, steps: int) -> RunConfig:
+    """The run at (alpha, weight decay, m) with n features, trained ``steps`` steps."""
     p = frequencies(n, alpha)
-    steps = 1000 if quick else 2000
     return RunConfig(
         # density p_1 times the multipliers i^-alpha: feature i is present with probability p_i
         data=DataConfig(n_features=n, density=(p[0],), feature_density=tuple(v / p[0] for v in p)),
@@ -141,11 +141,12 @@ def configs(quick: bool = False) -> dict[str, RunConfig]:
     """One run per (alpha, weight decay, m), one seed each (as the paper); ``quick`` trains
     fewer features, widths, steps and one alpha."""
     n = QUICK_FEATURES if quick else N_FEATURES
+    steps = 1000 if quick else 2000
     out = {}
     for alpha in QUICK_ALPHAS if quick else ALPHAS:
         for wd in WEIGHT_DECAYS:
             for m in QUICK_WIDTHS if quick else WIDTHS:
-                out[run_name(alpha, wd, m)] = _config(n, alpha, wd, m, quick=quick)
+                out[run_name(alpha, wd, m)] = config(n, alpha, wd, m, steps=steps)
     return out
 
 
