@@ -149,7 +149,7 @@ def test_is_tied(kind, tied, expected):
         ({"lr": math.nan}, ["lr", "nan"]),
         ({"optimizer": "sgd"}, ["optimizer", "sgd"]),
         ({"schedule": "step"}, ["schedule", "step"]),
-        ({"weight_decay": -0.1}, ["weight_decay", "-0.1"]),
+        ({"weight_decay": -1.5}, ["weight_decay", "-1.5"]),
         ({"instances": 0}, ["instances", "0"]),
         ({"seed": -5}, ["seed", "-5"]),
         ({"log_every": 0}, ["log_every", "0"]),

@@ -402,7 +402,11 @@ class TrainConfig:
         "adamw", "'adamw' (the notebook's, decoupled weight decay) or 'adam'."
     )
     weight_decay: float = doc_field(
-        0.01, "Weight decay (AdamW: decoupled; Adam: added to the gradient)."
+        0.01,
+        "Weight decay in [-1, 1] (AdamW: decoupled; Adam: added to the gradient). Positive: "
+        "every parameter shrinks toward 0. Negative: each feature's row of W is pulled toward "
+        "unit norm instead, the weight growth of Liu, Liu & Gore 2025 that drives strong "
+        "superposition.",
     )
     schedule: Schedule = doc_field(
         "constant", "Learning-rate schedule after warm-up: 'constant', 'linear' or 'cosine' decay."
@@ -433,7 +437,7 @@ class TrainConfig:
         check_in_range("lr", self.lr, 0.0, 10.0, low_open=True)
         _name("loss", self.loss)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_in_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_in_range("weight_decay", self.weight_decay, -1.0, 1.0)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int_at_least("warmup_steps", self.warmup_steps, 0)
         if self.warmup_steps > self.steps:

@@ -124,8 +124,20 @@ class FlatParams:
         return out
 
 
+ROW_PARAMS = ("W", "W_dec")
+"""The parameters whose rows are the features' directions (what negative weight decay acts on)."""
+
+
 class AdamFlat:
-    """Adam / AdamW (PyTorch's update rule) on one flat parameter buffer."""
+    """Adam / AdamW (PyTorch's update rule) on one flat parameter buffer.
+
+    Positive weight decay is the usual one, on every parameter: AdamW shrinks them by ``lr * wd``
+    per step (decoupled), Adam adds ``wd * p`` to the gradient. Negative weight decay is Liu, Liu
+    & Gore 2025's weight growth (the AdamW of their toy model): it acts on the feature rows
+    ``W_i`` only and pulls each toward unit norm, the gradient of ``(|wd| / 2) (||W_i|| - 1)^2``,
+    decoupled for AdamW and added to the gradient for Adam. A plain negative decay would grow the
+    weights without bound.
+    """
 
     def __init__(self, params: FlatParams, cfg: TrainConfig):
         self.p, self.g = params.flat, params.grad
@@ -133,16 +145,28 @@ class AdamFlat:
         self.v = torch.zeros_like(self.p)
         self.cfg = cfg
         self.t = 0
+        self.rows = [(params.params[k], params.grads[k]) for k in ROW_PARAMS if k in params.params]
 
     def step(self, lr: float) -> None:
         self.t += 1
         b1, b2 = BETAS
         wd = self.cfg.weight_decay
-        if wd:
-            if self.cfg.optimizer == "adamw":
+        adamw = self.cfg.optimizer == "adamw"
+        if wd > 0:
+            if adamw:
                 self.p.mul_(1.0 - lr * wd)
             else:
                 self.g.add_(self.p, alpha=wd)
+        elif wd < 0:
+            for w, g in self.rows:
+                # d/dW_i of (1/2)(||W_i|| - 1)^2 = (1 - 1/||W_i||) W_i: shrinks rows longer than
+                # 1, grows shorter ones (by at most 1 per unit of lr * |wd| when ||W_i|| -> 0)
+                norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True).add_(EPS)
+                pull = w * (1.0 - 1.0 / norm)
+                if adamw:
+                    w.sub_(pull, alpha=-lr * wd)
+                else:
+                    g.add_(pull, alpha=-wd)
         self.m.lerp_(self.g, 1.0 - b1)
         self.v.mul_(b2).addcmul_(self.g, self.g, value=1.0 - b2)
         bc1 = 1.0 - b1**self.t
@@ -804,6 +828,7 @@ __all__ = [
     "init_params",
     "FlatParams",
     "AdamFlat",
+    "ROW_PARAMS",
     "BETAS",
     "EPS",
 ]
