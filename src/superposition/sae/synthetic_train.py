@@ -74,7 +74,8 @@ class SyntheticSAERun:
     scores: dict[str, Tensor]
     history_steps: Tensor
     history_loss: Tensor
-    target_l0: float | None = None
+    target_l0: list[float] | None = None
+    """The L0 each instance's coefficient was steered to (penalty architectures only)."""
     coefficient: Tensor | None = None
     """The final sparsity coefficient of each instance (after the L0 controller)."""
     info: dict[str, Any] = field(default_factory=dict)
@@ -132,7 +133,7 @@ class _AfterUpdate(Hook):
         adam: AdamFlat,
         config: SAEConfig,
         instances: Sequence[SAEInstance],
-        target_l0: float | None,
+        target_l0: Tensor | None,
         control_steps: int,
     ):
         self.step, self.adam, self.config = step, adam, config
@@ -159,7 +160,7 @@ def train_synthetic(
     model: SyntheticModel,
     config: SAEConfig,
     *,
-    target_l0: float | None = None,
+    target_l0: float | Sequence[float] | None = None,
     control_fraction: float = 1.0,
     progress: bool | None = None,
     eval_seed: int | None = None,
@@ -167,8 +168,9 @@ def train_synthetic(
     """Train every SAE instance of ``config`` on ``model``'s activations and score it against
     the model's features (:class:`~superposition.sae.groundtruth.GroundTruthScores`).
 
-    ``target_l0`` steers the coefficient of ``relu_l1`` and ``jumprelu`` SAEs towards that L0
-    during the first ``control_fraction`` of the steps (the k architectures ignore it). The
+    ``target_l0`` (one value, or one per instance of the layout) steers the coefficient of
+    ``relu_l1`` and ``jumprelu`` SAEs towards that L0 during the first ``control_fraction`` of
+    the steps (the k architectures ignore it). The
     evaluation samples come from a generator seeded by ``eval_seed`` (default: the config's seed),
     the same samples for every instance.
     """
@@ -180,11 +182,22 @@ def train_synthetic(
         )
     if not 0.0 <= control_fraction <= 1.0:
         raise ConfigError(f"control_fraction must be in [0, 1], got {control_fraction}")
-    if target_l0 is not None and not 0 < target_l0 <= min(config.dictionary_sizes(1 << 62)):
-        raise ConfigError(
-            f"target_l0={target_l0} must be above 0 and at most the dictionary size"
-        )
     plan = layout(config, [0], model.n_features)
+    targets = None
+    if target_l0 is not None and not config.uses_k:
+        values = [float(target_l0)] * len(plan) if isinstance(target_l0, int | float) else [
+            float(t) for t in target_l0]  # fmt: skip
+        if len(values) != len(plan):
+            raise ConfigError(
+                f"target_l0 has {len(values)} values for {len(plan)} SAE instances"
+            )
+        for t, inst in zip(values, plan, strict=True):
+            if not 0 < t <= inst.n_latents:
+                raise ConfigError(
+                    f"target_l0={t:g} must be above 0 and at most the dictionary size "
+                    f"{inst.n_latents}"
+                )
+        targets = torch.tensor(values, device=device)
     n_max = max(i.n_latents for i in plan)
     if config.uses_k and max(i.k for i in plan) > n_max:
         raise ConfigError(f"k={max(i.k for i in plan)} is more than the dictionary size {n_max}")
@@ -201,7 +214,6 @@ def train_synthetic(
         bandwidth=config.bandwidth,
         prefixes=config.prefixes(n_max) if config.architecture == "matryoshka" else (),
     )
-    controlled = None if config.uses_k else target_l0
     adam_cfg = TrainConfig(
         steps=config.steps, lr=config.lr, optimizer="adam", weight_decay=0.0,
         schedule=config.schedule, device="cpu",
@@ -210,7 +222,7 @@ def train_synthetic(
     step = _Step(sae, flat, _DataStreams(model, config, plan))
     history = LossHistory()
     after = _AfterUpdate(
-        step, adam, config, plan, controlled, math.ceil(control_fraction * config.steps)
+        step, adam, config, plan, targets, math.ceil(control_fraction * config.steps)
     )
     hooks: list[Hook] = [after, history]
     bar = progress_bar(config.steps, f"training {config.architecture} SAEs", progress)
@@ -237,7 +249,7 @@ def train_synthetic(
         scores={k: v.detach().to("cpu") for k, v in scores.items()},
         history_steps=steps,
         history_loss=losses,
-        target_l0=controlled,
+        target_l0=None if targets is None else targets.tolist(),
         coefficient=sae.coefficient.detach().to("cpu").clone(),
         info={
             "version": __version__,
