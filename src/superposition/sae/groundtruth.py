@@ -15,8 +15,8 @@ SynthSAEBench (Chanin and Garriga-Alonso 2026, Section 4):
 - **uniqueness**: the number of distinct features that are some live latent's nearest feature
   (argmax cosine), over the number of live latents: below 1 when latents duplicate a feature.
 - **explained variance** (1 - FVU), **L0** (mean active latents), **dead** latents (never fire on
-  the evaluation samples) and **shrinkage**, the mean ratio ``||h_hat - b_dec|| / ||h - b_dec||``
-  (1 = none; an L1 penalty pulls it below 1).
+  the evaluation samples) and **shrinkage**, ``sum ||h_hat - b_dec|| / sum ||h - b_dec||`` over
+  the samples (1 = none; an L1 penalty pulls it below 1).
 - **absorption** (Chanin et al. 2024, *A is for Absorption*, Section 4): over the parent-child
   pairs of the hierarchy whose two features are matched, the share of the child's occurrences
   on which the parent's latent stays silent while the child's latent fires with a decoder row
@@ -118,7 +118,7 @@ class GroundTruthScores:
         self.pair_ok = (self.child_latent >= 0) & (self.parent_latent >= 0)
         zeros = lambda *shape: torch.zeros(*shape, device=dev, dtype=torch.float64)  # noqa: E731
         self.both, self.latent_on, self.feature_on = (zeros(n_inst, n_lat) for _ in range(3))
-        self.err, self.var, self.shrink, self.l0 = (zeros(n_inst) for _ in range(4))
+        self.err, self.var, self.shrink, self.norm, self.l0 = (zeros(n_inst) for _ in range(5))
         self.sum_h = zeros(decoder.shape[-1])
         self.child_on, self.absorbed, self.parent_missed = (
             zeros(n_inst, len(child)) for _ in range(3)
@@ -165,9 +165,8 @@ class GroundTruthScores:
         self.err += (h_hat - h).square().sum(dim=(1, 2))
         self.sum_h += h.sum(0)
         self.var += h.square().sum()  # the same samples for every instance
-        centred = h[None] - b_dec[:, None, :]
-        ratio = (h_hat - b_dec[:, None, :]).norm(dim=-1) / centred.norm(dim=-1).clamp_min(1e-12)
-        self.shrink += ratio.sum(-1)
+        self.shrink += (h_hat - b_dec[:, None, :]).norm(dim=-1).sum(-1)
+        self.norm += (h[None] - b_dec[:, None, :]).norm(dim=-1).sum(-1)
         self.n += x.shape[0]
         if len(self.child):
             child_on = fired[:, self.child]  # [batch, pair]
@@ -201,7 +200,7 @@ class GroundTruthScores:
             "explained_variance": (1 - self.err / variance.clamp_min(1e-30)).float(),
             "l0": (self.l0 / max(self.n, 1)).float(),
             "dead": (self.mask & ~live).sum(-1).float(),
-            "shrinkage": (self.shrink / max(self.n, 1)).float(),
+            "shrinkage": (self.shrink / self.norm.clamp_min(1e-30)).float(),
             "absorption": (self.absorbed.sum(-1) / occurrences.clamp_min(1)).float(),
             "parent_missed": (self.parent_missed.sum(-1) / occurrences.clamp_min(1)).float(),
             "hedging": self.hedge.float(),

@@ -131,8 +131,9 @@ class SyntheticConfig:
                 f"features in {self.n_hidden} dimensions; use directions='random'"
             )
         check_choice("density_profile", self.density_profile, get_args(Profile))
-        check_in_range("mean_active", self.mean_active, 0.0, float(self.n_features),
-                       low_open=True)  # fmt: skip
+        if self.densities is None:  # explicit densities replace the profile and its scale
+            check_in_range("mean_active", self.mean_active, 0.0, float(self.n_features),
+                           low_open=True)  # fmt: skip
         check_in_range("zipf_exponent", self.zipf_exponent, 0.0, 10.0)
         check_in_range("density_ratio", self.density_ratio, 0.0, 1.0, low_open=True)
         if self.densities is not None:
