@@ -318,3 +318,54 @@ def test_leaderboard_end_to_end(tiny_bench, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["sae", "somewhere", "--bench", "quick", "--out", str(tmp_path / "x")]) == 2
     assert "leave out somewhere" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# SAELens export
+
+
+def saelens_forward(folder, h):
+    """SAELens's inference forward pass, written from its documented format: pre = (h - b_dec if
+    apply_b_dec_to_input) @ W_enc + b_enc; standard = ReLU, topk = ReLU of the k largest,
+    jumprelu = ReLU(pre) * (pre > threshold); out = f @ W_dec + b_dec."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((folder / "cfg.json").read_text())
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    assert w["W_enc"].shape == (cfg["d_in"], cfg["d_sae"])
+    assert w["W_dec"].shape == (cfg["d_sae"], cfg["d_in"])
+    x = h - w["b_dec"] if cfg["apply_b_dec_to_input"] else h
+    pre = x @ w["W_enc"] + w["b_enc"]
+    if cfg["architecture"] == "standard":
+        f = pre.relu()
+    elif cfg["architecture"] == "topk":
+        values, index = pre.topk(cfg["k"], dim=-1)
+        f = torch.zeros_like(pre).scatter(-1, index, values.relu())
+    else:
+        f = pre.relu() * (pre > w["threshold"])
+    return f, f @ w["W_dec"] + w["b_dec"]
+
+
+@pytest.mark.parametrize("arch", ["relu_l1", "topk", "jumprelu", "batchtopk", "matryoshka"])
+def test_saelens_export_computes_what_our_sae_computes(arch, tmp_path):
+    from superposition.sae.export import export_saelens
+
+    model = SyntheticModel(TINY)
+    extra = {"k": (3,)} if arch in ("topk", "batchtopk", "matryoshka") else {}
+    run = train_synthetic(model, tiny_sae(architecture=arch, seeds=2, steps=40, **extra),
+                          progress=False)  # fmt: skip
+    folder = export_saelens(arch, run.params, 1, 16, tmp_path / "sae", k=run.instances[1].k)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    assert cfg["architecture"] == {"relu_l1": "standard", "topk": "topk"}.get(arch, "jumprelu")
+    sae = SparseAutoencoder(
+        arch, **{k: v[1:2] for k, v in run.params.items() if k != "threshold"},
+        coefficient=torch.zeros(1), k=torch.tensor([3]), mask=torch.ones(1, 16, dtype=torch.bool),
+        threshold=run.params["threshold"][1:2] if "threshold" in run.params else None,
+    )  # fmt: skip
+    sae.training = False
+    h = model.sample(300, torch.Generator().manual_seed(9)).h
+    f, out = saelens_forward(folder, h)
+    assert torch.allclose(f, sae.encode(h[None])[0], atol=1e-5)
+    assert torch.allclose(out, sae.forward(h[None])[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="already exists"):
+        export_saelens(arch, run.params, 1, 16, folder)
