@@ -310,7 +310,7 @@ def test_leaderboard_end_to_end(tiny_bench, tmp_path, capsys):
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 3 and all(isinstance(c["holds"], bool) for c in claims)
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
-        "absorption.png", "scores_against_l0.png"]  # fmt: skip
+        "absorption.png", "absorption.svg", "scores_against_l0.png", "scores_against_l0.svg"]
     loaded = bench.load_bench(out)
     assert loaded.rows == raw["rows"] and loaded.leaderboard_target == 4
     # a second run needs --force; a run directory with --bench is refused
@@ -369,3 +369,19 @@ def test_saelens_export_computes_what_our_sae_computes(arch, tmp_path):
     assert torch.allclose(out, sae.forward(h[None])[0], atol=1e-5)
     with pytest.raises(ConfigError, match="already exists"):
         export_saelens(arch, run.params, 1, 16, folder)
+
+
+@pytest.mark.slow
+def test_reproduce_sae_bench_writes_and_redraws_its_folder(tiny_bench, tmp_path, capsys):
+    from superposition import reproduce
+    from superposition.experiments import FOLLOW_UPS
+
+    assert "sae-bench" in FOLLOW_UPS
+    assert main(["reproduce", "sae-bench", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    folder = tmp_path / "sae-bench"
+    meta = json.loads((folder / "experiment.json").read_text())
+    assert meta["name"] == "sae-bench" and meta["quick"] is True and meta["runs"] == []
+    (folder / "figures" / "absorption.png").unlink()
+    claims = reproduce.redraw(folder)
+    assert len(claims) == 3 and (folder / "figures" / "absorption.png").is_file()
+    assert [c.to_dict() for c in claims] == json.loads((folder / "claims.json").read_text())

@@ -82,12 +82,13 @@ FIGURES = {"scores_against_l0": scores_against_l0, "absorption": absorption}
 
 
 def draw(result: BenchResult, folder: Path) -> list[Path]:
-    """Write every figure as PNG into ``folder``."""
+    """Write every figure as PNG and SVG into ``folder``; return the PNGs."""
     out = []
     for name, make in FIGURES.items():
         fig = make(result)
-        path = Path(folder) / f"{name}.png"
-        fig.savefig(path, dpi=120)
+        for ext in ("svg", "png"):
+            path = Path(folder) / f"{name}.{ext}"
+            fig.savefig(path, dpi=120)
         plt.close(fig)
         out.append(path)
     return out

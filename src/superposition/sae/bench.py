@@ -236,19 +236,29 @@ def write_bench(
     out = Path(out)
     check_bench_target(out, overwrite=overwrite)
     with files.atomic_folder(out) as tmp:
-        files.write_json(
-            tmp / RESULTS_FILE,
-            {"kind": "sae-bench", "size": result.size, "rows": result.rows, "info": result.info},
-            atomic=False,
-        )
-        files.write_text(tmp / TABLE_FILE, table(result), atomic=False)
-        files.write_json(
-            tmp / CLAIMS_FILE, [c.to_dict() for c in claims(result)], atomic=False
-        )
-        if figures is not None:
-            (tmp / "figures").mkdir()
-            figures(result, tmp / "figures")
+        fill_folder(result, tmp, figures)
     return out
+
+
+def fill_folder(
+    result: BenchResult,
+    folder: Path,
+    figures: Callable[[BenchResult, Path], object] | None = None,
+) -> list[Claim]:
+    """Write results.json, table.md, claims.json and figures/ into ``folder`` (being built);
+    return the claims."""
+    files.write_json(
+        folder / RESULTS_FILE,
+        {"kind": "sae-bench", "size": result.size, "rows": result.rows, "info": result.info},
+        atomic=False,
+    )
+    files.write_text(folder / TABLE_FILE, table(result), atomic=False)
+    checked = claims(result)
+    files.write_json(folder / CLAIMS_FILE, [c.to_dict() for c in checked], atomic=False)
+    if figures is not None:
+        (folder / "figures").mkdir(exist_ok=True)
+        figures(result, folder / "figures")
+    return checked
 
 
 def check_bench_target(out: Path, *, overwrite: bool) -> None:
