@@ -126,10 +126,11 @@ def reproduce_many(
         if on_done is not None:
             on_done(exp.name, *done[exp.name])
 
-    for exp in built:  # it trains something other than toy runs and fills its folder itself
+    for exp in built:  # it trains something other than toy runs: its record feeds the figures
         with files.atomic_folder(out / exp.name) as tmp:
-            claims = exp.module.build(tmp, quick=quick, progress=progress)
+            record = exp.module.build(tmp, quick=quick, progress=progress)
             _write_meta(exp, [], tmp, quick)
+            claims = _draw(exp, record, tmp)
         announce(exp, claims)
     if not experiments:
         return done
@@ -279,12 +280,14 @@ def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
 def redraw(path: Path) -> list[Claim]:
     """(Re)draw the figures and claims of an experiment folder, without training."""
     exp, runs = load_runs(Path(path))
-    if hasattr(exp.module, "redraw"):  # an experiment that fills its folder itself
-        return list(exp.module.redraw(Path(path)))
+    if hasattr(exp.module, "load"):  # an experiment with its own record instead of runs
+        return _draw(exp, exp.module.load(Path(path)), Path(path))
     return _draw(exp, runs, Path(path))
 
 
-def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
+def _draw(exp: Experiment, runs: Any, folder: Path) -> list[Claim]:
+    """Draw the figures and check the claims of ``runs`` (a dict of runs, or the record of an
+    experiment with its own ``build``/``load``) into ``folder``."""
     import matplotlib.pyplot as plt
 
     from superposition.store import write_figure

@@ -1,17 +1,20 @@
 """SynthSAEBench (Chanin and Garriga-Alonso 2026): SAE architectures compared at matched L0 on
 synthetic activations whose features are known (:mod:`superposition.sae.bench`).
 
-Unlike the paper's experiments this one trains SAEs, not toy models: it has no toy-run configs,
-and ``build`` fills the experiment folder itself (``results.json``, ``table.md``,
-``claims.json``, ``figures/``); ``redraw`` redraws the figures and claims from ``results.json``.
-``--quick`` is the leaderboard's quick size, the full settings its standard size (4,096
-features in 256 dimensions, SAEs of width 1,024).
+Unlike the paper's experiments this one trains SAEs, not toy models: it has no toy-run configs.
+:func:`build` trains the leaderboard and writes ``results.json`` and ``table.md`` into the
+experiment folder and returns the record; :func:`load` reads it back; the figures
+(:mod:`superposition.plots.sae_bench`) and :func:`claims` take that record. ``--quick`` is the
+leaderboard's quick size, the full settings its standard size (4,096 features in 256
+dimensions, SAEs of width 1,024).
 """
 
 from pathlib import Path
+from typing import Any
 
 from superposition.config import RunConfig
-from superposition.results import Claim, Run
+from superposition.results import Claim
+from superposition.sae import bench
 
 NAME = "sae-bench"
 TITLE = "SAE architectures judged on ground truth"
@@ -23,23 +26,19 @@ def configs(quick: bool = False) -> dict[str, RunConfig]:
     return {}
 
 
-def claims(runs: dict[str, Run]) -> list[Claim]:
-    """The claims live in the folder's ``claims.json`` (written by :func:`build`)."""
-    return []
+def build(folder: Path, *, quick: bool, progress: bool | None = None) -> bench.BenchResult:
+    """Train the leaderboard (quick or standard size) and write its results into ``folder``."""
+    result = bench.run_bench("quick" if quick else "standard", progress=progress)
+    bench.fill_folder(result, Path(folder))
+    return result
 
 
-def build(folder: Path, *, quick: bool, progress: bool | None = None) -> list[Claim]:
-    """Train the leaderboard (quick or standard size) and write it into ``folder``."""
-    from superposition.plots.sae_bench import draw
-    from superposition.sae.bench import fill_folder, run_bench
-
-    result = run_bench("quick" if quick else "standard", progress=progress)
-    return fill_folder(result, Path(folder), draw)
+def load(folder: Path) -> bench.BenchResult:
+    """The leaderboard written by :func:`build`."""
+    return bench.load_bench(Path(folder))
 
 
-def redraw(folder: Path) -> list[Claim]:
-    """Redraw the figures and claims from ``results.json``."""
-    from superposition.plots.sae_bench import draw
-    from superposition.sae.bench import fill_folder, load_bench
-
-    return fill_folder(load_bench(Path(folder)), Path(folder), draw)
+def claims(record: Any) -> list[Claim]:
+    """The published orderings checked on the leaderboard (:func:`superposition.sae.bench.claims`);
+    nothing for anything but a leaderboard record."""
+    return bench.claims(record) if isinstance(record, bench.BenchResult) else []

@@ -245,8 +245,8 @@ def fill_folder(
     folder: Path,
     figures: Callable[[BenchResult, Path], object] | None = None,
 ) -> list[Claim]:
-    """Write results.json, table.md, claims.json and figures/ into ``folder`` (being built);
-    return the claims."""
+    """Write results.json and table.md into ``folder`` (being built); with ``figures``, also
+    claims.json and figures/. Returns the claims."""
     files.write_json(
         folder / RESULTS_FILE,
         {"kind": "sae-bench", "size": result.size, "rows": result.rows, "info": result.info},
@@ -254,8 +254,8 @@ def fill_folder(
     )
     files.write_text(folder / TABLE_FILE, table(result), atomic=False)
     checked = claims(result)
-    files.write_json(folder / CLAIMS_FILE, [c.to_dict() for c in checked], atomic=False)
     if figures is not None:
+        files.write_json(folder / CLAIMS_FILE, [c.to_dict() for c in checked], atomic=False)
         (folder / "figures").mkdir(exist_ok=True)
         figures(result, folder / "figures")
     return checked
