@@ -35,6 +35,9 @@ PUBLISHED = {
 }
 """SynthSAEBench-16k, width-4096 SAEs at L0 = 25 (Chanin and Garriga-Alonso 2026)."""
 
+OFF_TARGET = 0.25
+"""An SAE whose L0 is further than this (relative) from its target is flagged in the table."""
+
 SCORES = ("f1", "mcc", "explained_variance", "l0", "precision", "recall", "uniqueness", "dead",
           "shrinkage", "absorption", "parent_missed", "hedging")  # fmt: skip
 
@@ -221,6 +224,10 @@ def table(result: BenchResult) -> str:
             f"{int(r['dead'])}", f"{pub['f1']:.3f} / {pub['mcc']:.3f}" if pub else "-",
         )  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    off = [r["architecture"] for r in rows if abs(r["l0"] - target) > OFF_TARGET * target]
+    if off:
+        lines += ["", f"L0 more than {OFF_TARGET:.0%} off the target (not matched): "
+                  + ", ".join(off)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
