@@ -385,3 +385,23 @@ def test_reproduce_sae_bench_writes_and_redraws_its_folder(tiny_bench, tmp_path,
     claims = reproduce.redraw(folder)
     assert len(claims) == 3 and (folder / "figures" / "absorption.png").is_file()
     assert [c.to_dict() for c in claims] == json.loads((folder / "claims.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ("parents = [1, 0]\nn_features = 2\nmean_active = 1.0\nhierarchy_roots = 0\n",
+         "not a forest"),
+        ("n_features = 3\nhierarchy_roots = 0\ndensities = [0.5, 2.0, 0.1]\n",
+         "densities[1] = 2.0 is not a firing rate in (0, 1]"),
+        ("n_featurez = 3\n", "unknown key 'n_featurez'"),
+    ],
+)
+def test_bench_bad_synthetic_file_exits_2_and_writes_nothing(tmp_path, capsys, toml, words):
+    file = tmp_path / "model.toml"
+    file.write_text(toml)
+    out = tmp_path / "lb"
+    code = main(["sae", "--bench", "quick", "--synthetic", str(file), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1, err
+    assert not out.exists()

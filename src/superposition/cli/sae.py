@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "standard: 4096 in 256, width 1024; full: 16384 in 768, width 4096), scored against its "
         "known features; writes results.json, table.md, claims.json and figures/ to --out.",
     )
+    p.add_argument(
+        "--synthetic",
+        metavar="FILE",
+        help="With --bench: a TOML file whose keys (SyntheticConfig fields: n_features, "
+        "n_hidden, density_profile, mean_active, correlation_rank, hierarchy_roots, parents, "
+        "densities, magnitude, noise_std, seed, ...) replace those of the size's synthetic model.",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
     p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
     add_progress(p)
@@ -78,8 +85,19 @@ def run_bench(args: argparse.Namespace) -> int:
             f"--bench trains its own preset SAEs on a synthetic model; leave out {what}"
         )
     check_destination(args.out)
-    from superposition.sae.bench import check_bench_target, run_bench, table, write_bench
+    from superposition.files import read_toml
+    from superposition.sae.bench import (
+        check_bench_target,
+        run_bench,
+        synthetic_override,
+        table,
+        write_bench,
+    )
 
+    synthetic = None
+    if args.synthetic is not None:
+        values = read_toml(args.synthetic, "synthetic model file")
+        synthetic = synthetic_override(args.bench, values, f"synthetic model file {args.synthetic}")
     out = Path(args.out)
     check_bench_target(out, overwrite=args.force)
 
@@ -92,7 +110,9 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"  {arch}: {seconds:.0f} s", flush=True)
 
     try:
-        result = run_bench(args.bench, progress=progress(args), on_done=done)
+        result = run_bench(
+            args.bench, synthetic=synthetic, progress=progress(args), on_done=done
+        )
         write_bench(result, out, overwrite=args.force, figures=draw)
     except KeyboardInterrupt:
         print_interrupted()
@@ -105,6 +125,8 @@ def run_bench(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.bench is not None:
         return run_bench(args)
+    if args.synthetic is not None:
+        raise ConfigError("--synthetic applies to --bench only")
     if args.run is None:
         raise ConfigError("give a toy-model run directory RUN, or --bench SIZE")
     config = config_from_args(args)  # bad values fail here, before torch is imported

@@ -12,12 +12,14 @@ penalty architectures a coefficient steered to it.
 :func:`load_bench` reads ``results.json`` back, enough to redraw the figures.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from superposition import __version__, files
+from superposition.config import build_section
 from superposition.errors import ConfigError, RunDirError
 from superposition.results import Claim
 from superposition.sae.config import ARCHITECTURES, K_ARCHITECTURES, SAEConfig
@@ -116,15 +118,28 @@ class BenchResult:
         return targets[len(targets) // 2]
 
 
+def synthetic_override(size: str, values: dict[str, Any], source: str) -> SyntheticConfig:
+    """The synthetic model of ``size`` with the fields in ``values`` replaced (lists become
+    tuples); unknown keys and bad values are refused with one sentence naming ``source``."""
+    if size not in SIZES:
+        raise ConfigError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    merged = dict(SIZES[size].synthetic.__dict__)
+    merged.update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    result: SyntheticConfig = build_section(SyntheticConfig, merged, source=source)
+    return result
+
+
 def run_bench(
     size: str,
     *,
+    synthetic: SyntheticConfig | None = None,
     architectures: Sequence[str] = ARCHITECTURES,
     device: str = "auto",
     progress: bool | None = None,
     on_done: Callable[[str, float], None] | None = None,
 ) -> BenchResult:
-    """Train and score every architecture at every target L0 of ``size``."""
+    """Train and score every architecture at every target L0 of ``size`` (on ``synthetic``
+    instead of the size's model when given; the SAEs keep the size's settings)."""
     from superposition.sae.synthetic import SyntheticModel
     from superposition.sae.synthetic_train import train_synthetic
     from superposition.training import resolve_device
@@ -135,6 +150,11 @@ def run_bench(
         if a not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {a!r}; known: {', '.join(ARCHITECTURES)}")
     spec = SIZES[size]
+    if synthetic is not None:
+        spec = dataclasses.replace(spec, synthetic=synthetic)
+    for t in spec.targets:
+        if t > spec.width:
+            raise ConfigError(f"target L0 {t} is more than the SAE width {spec.width}")
     dev = resolve_device(device)
     model = SyntheticModel(spec.synthetic, dev)
     rows: list[dict[str, Any]] = []
