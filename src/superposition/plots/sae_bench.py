@@ -16,6 +16,7 @@ from pathlib import Path  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from superposition.sae.bench import PUBLISHED, BenchResult  # noqa: E402
 
@@ -47,6 +48,9 @@ def scores_against_l0(result: BenchResult) -> Figure:
         ax.set_xlabel("L0 (active latents per sample)")
         ax.set_ylabel(label)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     syn = result.info.get("synthetic", {})
