@@ -329,7 +329,7 @@ def test_resampling_revives_dead_latents(toy_run):
     h = s.toy.hidden(s.dist.sample(512, gen))
     dead = (s.sae.encode(h) == 0).all(dim=1)
     assert dead[0, 3:].all()
-    n = resample_dead(s.sae, adam, s.flat, h, dead, torch.Generator().manual_seed(1))
+    n = resample_dead(s.sae, adam, s.flat, h, dead, [torch.Generator().manual_seed(1)])
     assert n.tolist() == [int(dead.sum())]
     fired = (s.sae.encode(h) != 0).any(dim=1)
     assert fired[0, 3:].all(), "resampled latents fire again"
@@ -455,9 +455,9 @@ def test_cli_help_documents_every_field(capsys):
         (["--architecture", "dense"], ["architecture", "'dense'"]),
         (["--steps", "many"], ["--steps", "'many'"]),
         (["--instance", "9"], ["instance", "9"]),
-        (["--k", "2"], ["--k applies to topk SAEs only, not to relu_l1"]),
+        (["--k", "2"], ["--k applies to topk, batchtopk or matryoshka SAEs only, not to relu_l1"]),
         (["--architecture", "topk", "--l1-coefficient", "0.5"],
-         ["--l1-coefficient applies to relu_l1 and jumprelu SAEs only, not to topk"]),
+         ["--l1-coefficient applies to relu_l1 or jumprelu SAEs only, not to topk"]),
         (["--threshold-init", "0.1"], ["--threshold-init applies to jumprelu SAEs only"]),
     ],
 )  # fmt: skip

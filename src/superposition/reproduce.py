@@ -107,6 +107,8 @@ def reproduce_many(
     experiments = [get(n) for n in names]
     for exp in experiments:
         check_target(out / exp.name, force=force)
+    built = [exp for exp in experiments if hasattr(exp.module, "build")]
+    experiments = [exp for exp in experiments if exp not in built]
     configs = {exp.name: exp.module.configs(quick=quick) for exp in experiments}
     if workers is None:
         on_cuda = any(
@@ -124,6 +126,14 @@ def reproduce_many(
         if on_done is not None:
             on_done(exp.name, *done[exp.name])
 
+    for exp in built:  # it trains something other than toy runs: its record feeds the figures
+        with files.atomic_folder(out / exp.name) as tmp:
+            record = exp.module.build(tmp, quick=quick, progress=progress)
+            _write_meta(exp, [], tmp, quick)
+            claims = _draw(exp, record, tmp)
+        announce(exp, claims)
+    if not experiments:
+        return done
     if workers == 1 or sum(len(c) for c in configs.values()) == 1:
         _train_here(experiments, configs, out, quick, progress, announce)
     else:
@@ -228,16 +238,20 @@ def _write(exp: Experiment, runs: dict[str, Run], folder: Path, quick: bool) -> 
     for run_name, run in runs.items():
         if not (folder / "runs" / run_name).is_dir():
             save_run(run, folder / "runs" / run_name)
+    _write_meta(exp, list(runs), folder, quick)
+    return _draw(exp, runs, folder)
+
+
+def _write_meta(exp: Experiment, run_names: list[str], folder: Path, quick: bool) -> None:
     meta = {
         "name": exp.name,
         "title": exp.title,
         "quick": quick,
         "version": __version__,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": list(runs),
+        "runs": run_names,
     }
     files.write_json(folder / EXPERIMENT_FILE, meta, atomic=False)
-    return _draw(exp, runs, folder)
 
 
 def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
@@ -266,10 +280,14 @@ def load_runs(path: Path) -> tuple[Experiment, dict[str, Run]]:
 def redraw(path: Path) -> list[Claim]:
     """(Re)draw the figures and claims of an experiment folder, without training."""
     exp, runs = load_runs(Path(path))
+    if hasattr(exp.module, "load"):  # an experiment with its own record instead of runs
+        return _draw(exp, exp.module.load(Path(path)), Path(path))
     return _draw(exp, runs, Path(path))
 
 
-def _draw(exp: Experiment, runs: dict[str, Run], folder: Path) -> list[Claim]:
+def _draw(exp: Experiment, runs: Any, folder: Path) -> list[Claim]:
+    """Draw the figures and check the claims of ``runs`` (a dict of runs, or the record of an
+    experiment with its own ``build``/``load``) into ``folder``."""
     import matplotlib.pyplot as plt
 
     from superposition.store import write_figure

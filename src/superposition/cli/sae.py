@@ -23,7 +23,7 @@ from superposition.cli.common import (
     progress,
 )
 from superposition.cli.flags import add_dataclass_flags, dataclass_flags, dataclass_values
-from superposition.errors import RunDirError
+from superposition.errors import ConfigError, RunDirError
 from superposition.files import check_destination
 from superposition.sae.config import SAEConfig, check_options_apply
 
@@ -40,7 +40,25 @@ SECTION = "sae"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="Toy-model run directory (superposition train).")
+    p.add_argument(
+        "run", metavar="RUN", nargs="?", help="Toy-model run directory (superposition train)."
+    )
+    p.add_argument(
+        "--bench",
+        metavar="SIZE",
+        choices=("quick", "standard", "full"),
+        help="Instead of RUN: the SAE leaderboard. Every architecture at matched L0 on a "
+        "standard synthetic model of SIZE (quick: 512 features in 64 dimensions, width 128; "
+        "standard: 4096 in 256, width 1024; full: 16384 in 768, width 4096), scored against its "
+        "known features; writes results.json, table.md, claims.json and figures/ to --out.",
+    )
+    p.add_argument(
+        "--synthetic",
+        metavar="FILE",
+        help="With --bench: a TOML file whose keys (SyntheticConfig fields: n_features, "
+        "n_hidden, density_profile, mean_active, correlation_rank, hierarchy_roots, parents, "
+        "densities, magnitude, noise_std, seed, ...) replace those of the size's synthetic model.",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="SAE directory to write.")
     p.add_argument("--force", action="store_true", help="Replace an SAE directory at --out.")
     add_progress(p)
@@ -57,7 +75,60 @@ def config_from_args(args: argparse.Namespace) -> SAEConfig:
     return SAEConfig.from_dict(values, source="command line")
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    """``--bench SIZE``: the leaderboard (:mod:`superposition.sae.bench`)."""
+    flags = dataclass_flags(SECTION, SAEConfig)
+    given = [ff.flag for ff in flags if ff.name in dataclass_values(args, flags)]
+    if args.run is not None or given:
+        what = args.run if args.run is not None else given[0]
+        raise ConfigError(
+            f"--bench trains its own preset SAEs on a synthetic model; leave out {what}"
+        )
+    check_destination(args.out)
+    from superposition.files import read_toml
+    from superposition.sae.bench import (
+        check_bench_target,
+        run_bench,
+        synthetic_override,
+        table,
+        write_bench,
+    )
+
+    synthetic = None
+    if args.synthetic is not None:
+        values = read_toml(args.synthetic, "synthetic model file")
+        synthetic = synthetic_override(args.bench, values, f"synthetic model file {args.synthetic}")
+    out = Path(args.out)
+    check_bench_target(out, overwrite=args.force)
+
+    def draw(result: Any, folder: Path) -> None:
+        from superposition.plots.sae_bench import draw
+
+        draw(result, folder)
+
+    def done(arch: str, seconds: float) -> None:
+        print(f"  {arch}: {seconds:.0f} s", flush=True)
+
+    try:
+        result = run_bench(
+            args.bench, synthetic=synthetic, progress=progress(args), on_done=done
+        )
+        write_bench(result, out, overwrite=args.force, figures=draw)
+    except KeyboardInterrupt:
+        print_interrupted()
+        return EXIT_INTERRUPTED
+    print(table(result), end="")
+    print(f"saved to {out}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.bench is not None:
+        return run_bench(args)
+    if args.synthetic is not None:
+        raise ConfigError("--synthetic applies to --bench only")
+    if args.run is None:
+        raise ConfigError("give a toy-model run directory RUN, or --bench SIZE")
     config = config_from_args(args)  # bad values fail here, before torch is imported
     check_destination(args.out)
     source, out = Path(args.run), Path(args.out)

@@ -11,10 +11,14 @@ against the feature directions it really uses (layer 3).
     sae_run.scores["mmcs"]            # mean max cosine similarity per SAE instance
     save_sae(sae_run, "runs/x-sae")
 
-Modules: :mod:`~superposition.sae.config` (the sweep), :mod:`~superposition.sae.model` (the three
-architectures with closed-form gradients), :mod:`~superposition.sae.metrics` (scores against ground
-truth), :mod:`~superposition.sae.train` (the batched trainer), :mod:`~superposition.sae.store` (the
-SAE directory).
+Modules: :mod:`~superposition.sae.config` (the sweep), :mod:`~superposition.sae.model` (the five
+architectures with closed-form gradients), :mod:`~superposition.sae.metrics` (scores against a toy
+model's directions), :mod:`~superposition.sae.train` (the batched trainer),
+:mod:`~superposition.sae.store` (the SAE directory); for SAEs judged on ground truth at benchmark
+scale, :mod:`~superposition.sae.synthetic` (activations with known features),
+:mod:`~superposition.sae.synthetic_train` (the trainer on them),
+:mod:`~superposition.sae.groundtruth` (MCC, F1, absorption ...), :mod:`~superposition.sae.bench`
+(the leaderboard) and :mod:`~superposition.sae.export` (SAELens's format).
 """
 
 import importlib

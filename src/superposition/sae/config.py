@@ -35,18 +35,26 @@ from superposition.errors import ConfigError
 
 SAE_SCHEMA_VERSION = 1
 
-Architecture = Literal["relu_l1", "topk", "jumprelu"]
+Architecture = Literal["relu_l1", "topk", "jumprelu", "batchtopk", "matryoshka"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+
+K_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka")
+"""The architectures whose sparsity is a number k of active latents (no penalty)."""
 
 
 OPTION_ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "l1_coefficient": ("relu_l1", "jumprelu"),
-    "k": ("topk",),
+    "k": K_ARCHITECTURES,
+    "matryoshka_prefixes": ("matryoshka",),
     "threshold_init": ("jumprelu",),
     "bandwidth": ("jumprelu",),
 }
 """The options that only some architectures use; given for another, they are refused (they would
 be ignored silently)."""
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_options_apply(given: Mapping[str, Any], *, spell: Callable[[str], str] = str) -> None:
@@ -57,7 +65,7 @@ def check_options_apply(given: Mapping[str, Any], *, spell: Callable[[str], str]
     for name, users in OPTION_ARCHITECTURES.items():
         if name in given and architecture in ARCHITECTURES and architecture not in users:
             raise ConfigError(
-                f"{spell(name)} applies to {' and '.join(users)} SAEs only, not to "
+                f"{spell(name)} applies to {_either(users)} SAEs only, not to "
                 f"{architecture}; leave it out or choose another architecture"
             )
 
@@ -70,8 +78,11 @@ class SAEConfig:
     architecture: Architecture = doc_field(
         "relu_l1",
         "'relu_l1' (ReLU latents, L1 penalty, unit-norm decoder rows; Sharkey et al. 2022), "
-        "'topk' (the k largest latents are kept; Gao et al. 2024) or 'jumprelu' (a learned "
-        "threshold per latent and an L0 penalty; Rajamanoharan et al. 2024).",
+        "'topk' (the k largest latents are kept; Gao et al. 2024), 'jumprelu' (a learned "
+        "threshold per latent and an L0 penalty; Rajamanoharan et al. 2024), 'batchtopk' (the "
+        "k x batch largest latents of a batch are kept, a threshold at inference; Bussmann et "
+        "al. 2024) or 'matryoshka' (BatchTopK latents, every prefix of the dictionary in "
+        "matryoshka_prefixes reconstructs the input on its own; Bussmann et al. 2025).",
     )
     n_latents: tuple[int, ...] | None = doc_field(
         None,
@@ -84,7 +95,15 @@ class SAEConfig:
         "jumprelu; topk has none. A list sweeps them.",
     )
     k: tuple[int, ...] = doc_field(
-        (1,), "Active latents per sample for topk (each >= 1); a list sweeps them."
+        (1,),
+        "Active latents per sample for topk, batchtopk and matryoshka (on average over a batch "
+        "for the last two; each >= 1); a list sweeps them.",
+    )
+    matryoshka_prefixes: tuple[int, ...] | None = doc_field(
+        None,
+        "Matryoshka: the sizes of the nested inner dictionaries, increasing, each below every "
+        "n_latents (the whole dictionary is always the last). Default: 1/8, 1/4 and 1/2 of the "
+        "smallest dictionary.",
     )
     threshold_init: float = doc_field(
         0.01, "JumpReLU: initial threshold of every latent (> 0)."
@@ -141,6 +160,8 @@ class SAEConfig:
     def __post_init__(self) -> None:
         for name in ("n_latents", "l1_coefficient", "k"):
             freeze_tuple(self, name)
+        if self.matryoshka_prefixes is not None:
+            freeze_tuple(self, "matryoshka_prefixes")
         check_choice("architecture", self.architecture, ARCHITECTURES)
         if self.n_latents is not None:
             check_nonempty_tuple("n_latents", self.n_latents)
@@ -152,22 +173,24 @@ class SAEConfig:
         check_nonempty_tuple("k", self.k)
         for k in self.k:
             check_int_at_least("k", k, 1)
-        if self.architecture != "topk" and len(self.k) > 1:
+        if not self.uses_k and len(self.k) > 1:
             raise ConfigError(
-                f"k applies to the topk architecture only; {self.architecture} got a sweep "
-                f"k={list(self.k)}"
+                f"k applies to the {', '.join(K_ARCHITECTURES)} architectures only; "
+                f"{self.architecture} got a sweep k={list(self.k)}"
             )
-        if self.architecture == "topk" and len(self.l1_coefficient) > 1:
+        if self.uses_k and len(self.l1_coefficient) > 1:
             raise ConfigError(
-                "topk has no sparsity penalty; sweep k instead of l1_coefficient="
-                f"{list(self.l1_coefficient)}"
+                f"{self.architecture} has no sparsity penalty; sweep k instead of "
+                f"l1_coefficient={list(self.l1_coefficient)}"
             )
-        if self.architecture == "topk" and self.n_latents is not None:
+        if self.uses_k and self.n_latents is not None:
             small = [n for n in self.n_latents if n < max(self.k)]
             if small:
                 raise ConfigError(
                     f"k={max(self.k)} is more than the dictionary size n_latents={small[0]}"
                 )
+        if self.matryoshka_prefixes is not None:
+            check_prefixes(self.matryoshka_prefixes, self.n_latents)
         check_in_range("threshold_init", self.threshold_init, 0.0, 1e6, low_open=True)
         check_in_range("bandwidth", self.bandwidth, 0.0, 1e6, low_open=True)
         check_int_at_least("seeds", self.seeds, 1)
@@ -209,8 +232,7 @@ class SAEConfig:
     def instances_per_toy_instance(self) -> int:
         """How many SAE instances :func:`layout` makes for each toy instance."""
         sizes = len(self.n_latents) if self.n_latents is not None else 1
-        topk = self.architecture == "topk"
-        swept = len(self.k) if topk else len(self.l1_coefficient)
+        swept = len(self.k) if self.uses_k else len(self.l1_coefficient)
         return sizes * swept * self.seeds
 
     @property
@@ -218,10 +240,24 @@ class SAEConfig:
         """E.g. ``2 n_latents x 3 l1_coefficient value(s) x seeds 4``."""
         sizes = len(self.n_latents) if self.n_latents is not None else 1
         swept = (
-            f"{len(self.k)} k" if self.architecture == "topk"
+            f"{len(self.k)} k" if self.uses_k
             else f"{len(self.l1_coefficient)} l1_coefficient"
         )  # fmt: skip
         return f"{sizes} n_latents x {swept} value(s) x seeds {self.seeds}"
+
+    @property
+    def uses_k(self) -> bool:
+        """Whether the architecture's sparsity is k (no penalty coefficient)."""
+        return self.architecture in K_ARCHITECTURES
+
+    def prefixes(self, n_latents: int) -> tuple[int, ...]:
+        """Matryoshka's nested dictionary sizes for a dictionary of ``n_latents`` (the inner ones
+        and ``n_latents`` itself, increasing)."""
+        inner = self.matryoshka_prefixes
+        if inner is None:
+            inner = tuple(sorted({max(1, n_latents // d) for d in (8, 4, 2)} - {n_latents}))
+        check_prefixes(inner, (n_latents,))
+        return (*inner, n_latents)
 
     def dictionary_sizes(self, n_features: int) -> tuple[int, ...]:
         """The swept dictionary sizes, the toy model's n_features when none was given."""
@@ -248,6 +284,22 @@ class SAEConfig:
         return result
 
 
+def check_prefixes(prefixes: tuple[int, ...], sizes: tuple[int, ...] | None) -> None:
+    """Refuse Matryoshka prefixes that are not strictly increasing integers >= 1 below every
+    dictionary size in ``sizes`` (when known)."""
+    for p in prefixes:
+        check_int_at_least("matryoshka_prefixes", p, 1)
+    if any(b <= a for a, b in zip(prefixes, prefixes[1:], strict=False)):
+        raise ConfigError(
+            f"matryoshka_prefixes must be strictly increasing, got {list(prefixes)}"
+        )
+    if sizes is not None and prefixes and prefixes[-1] >= min(sizes):
+        raise ConfigError(
+            f"matryoshka_prefixes must stay below the dictionary size {min(sizes)} (the whole "
+            f"dictionary is always the last level), got {list(prefixes)}"
+        )
+
+
 @dataclass(frozen=True)
 class SAEInstance:
     """What one SAE instance on the ``inst`` axis is: its toy instance and its sweep values."""
@@ -270,12 +322,11 @@ class SAEInstance:
 def layout(config: SAEConfig, toy_instances: list[int], n_features: int) -> list[SAEInstance]:
     """Every SAE instance, toy instance slowest, then n_latents, coefficient, k; seed fastest.
 
-    The coefficient is recorded as 0 for topk (it has no penalty) and k as 0 for the other
+    The coefficient is recorded as 0 for the k architectures (no penalty) and k as 0 for the other
     architectures (they do not use it), so that labels say what was really trained.
     """
-    topk = config.architecture == "topk"
-    coefficients = (0.0,) if topk else config.l1_coefficient
-    ks = config.k if topk else (0,)
+    coefficients = (0.0,) if config.uses_k else config.l1_coefficient
+    ks = config.k if config.uses_k else (0,)
     return [
         SAEInstance(t, n, float(c), k, s)
         for t, n, c, k, s in itertools.product(

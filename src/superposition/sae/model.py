@@ -21,6 +21,18 @@ plus the sparsity penalty of its architecture, also averaged over the batch:
   estimator: d/dtheta of both terms is replaced by a rectangle kernel of width ``bandwidth`` around
   the threshold, ``-(1/eps) K((pre - theta)/eps)`` for H and ``-(theta/eps) K(...)`` for the
   JumpReLU itself; the gradient reaching ``pre`` through f is ``H(pre - theta)``.
+- ``batchtopk``: the ``k x batch`` largest pre-activations of the whole batch are kept, through a
+  ReLU (Bussmann et al. 2024, *BatchTopK Sparse Autoencoders*): k active latents on average, more
+  on a sample that needs them. At inference a sample cannot see its batch, so ``f = pre *
+  H(pre - theta)`` with one threshold per instance, the running mean of the smallest kept
+  pre-activation of the training batches (the paper's estimate). :attr:`training` switches.
+- ``matryoshka``: BatchTopK latents, and the loss sums the squared error of every nested prefix
+  ``f[:p] W_dec[:p]`` of the dictionary, ``p`` in ``prefixes`` (Bussmann et al. 2025, *Learning
+  Multi-Level Features with Matryoshka Sparse Autoencoders*, Section 3): the first latents must
+  reconstruct the input on their own, so they learn general features and the later ones refine
+  them. With residuals ``e_m`` of prefix m and ``G_s = sum_{m >= s} 2 e_m / batch`` (the levels
+  that contain segment s), latent segment s gets ``dL/dW_dec = f_s^T G_s`` and ``dL/df_s = G_s
+  W_dec_s^T``.
 
 Instances may have different dictionary sizes: all are padded to the largest and ``mask`` marks
 the latents that exist; a masked latent never fires, gets no gradient and keeps zero weights.
@@ -28,7 +40,7 @@ The gradients are written by hand (like :meth:`ToyModel.loss_and_grads`); the te
 against autograd.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -56,11 +68,29 @@ class SparseAutoencoder:
     log_threshold: Float[Tensor, "inst latent"] | None = None
     """JumpReLU only: log of the per-latent threshold (the log keeps it positive)."""
     bandwidth: float = 0.01
+    prefixes: tuple[int, ...] = ()
+    """Matryoshka only: the nested dictionary sizes, increasing, the last the padded width."""
+    threshold: Float[Tensor, " inst"] | None = None
+    """BatchTopK and Matryoshka: the inference threshold (running mean of the smallest kept
+    pre-activation); created at zero when not given."""
+    training: bool = field(default=True, init=False)
+    """BatchTopK and Matryoshka: batch top-k while training, the threshold otherwise."""
+    threshold_decay: float = field(default=0.99, init=False)
+    """Weight of the old value in the threshold's running mean."""
 
     def __post_init__(self) -> None:
         self.padded = not bool(self.mask.all())
-        self.k_max = int(self.k.max()) if self.architecture == "topk" else 0
-        self.ragged_k = self.architecture == "topk" and bool((self.k != self.k_max).any())
+        self.batch_topk = self.architecture in ("batchtopk", "matryoshka")
+        uses_k = self.architecture == "topk" or self.batch_topk
+        self.k_max = int(self.k.max()) if uses_k else 0
+        self.ragged_k = uses_k and bool((self.k != self.k_max).any())
+        if self.batch_topk and self.threshold is None:
+            self.threshold = torch.zeros(self.mask.shape[0], device=self.mask.device)
+        self._threshold_seen = False
+        if self.architecture == "matryoshka" and (
+            not self.prefixes or self.prefixes[-1] != self.mask.shape[1]
+        ):
+            self.prefixes = (*self.prefixes, self.mask.shape[1])
 
     def params(self) -> dict[str, Tensor]:
         out = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
@@ -83,6 +113,8 @@ class SparseAutoencoder:
     ) -> Float[Tensor, "inst batch latent"]:
         if self.architecture == "relu_l1":
             return torch.relu(pre)
+        if self.batch_topk:
+            return self._batch_topk(pre) if self.training else self._thresholded(pre)
         if self.architecture == "topk":
             values, index = pre.topk(self.k_max, dim=-1)
             values = values.relu()
@@ -93,6 +125,41 @@ class SparseAutoencoder:
         assert self.log_threshold is not None
         theta = self.log_threshold.exp()[:, None, :]
         return torch.where(pre > theta, pre, torch.zeros((), device=pre.device))
+
+    def _batch_topk(
+        self, pre: Float[Tensor, "inst batch latent"]
+    ) -> Float[Tensor, "inst batch latent"]:
+        n_inst, n_batch, n_lat = pre.shape
+        flat = pre.reshape(n_inst, n_batch * n_lat)
+        keep = min(self.k_max * n_batch, flat.shape[1])
+        values, index = flat.topk(keep, dim=-1)
+        values = values.relu()
+        if self.ragged_k:
+            rank = torch.arange(keep, device=pre.device)
+            values = values * (rank < self.k[:, None] * n_batch)
+        return torch.zeros_like(flat).scatter_(-1, index, values).reshape(pre.shape)
+
+    def _thresholded(
+        self, pre: Float[Tensor, "inst batch latent"]
+    ) -> Float[Tensor, "inst batch latent"]:
+        assert self.threshold is not None
+        theta = self.threshold.clamp_min(0.0)[:, None, None]
+        return torch.where(pre > theta, pre, torch.zeros((), device=pre.device))
+
+    @torch.no_grad()
+    def update_threshold(self, f: Float[Tensor, "inst batch latent"]) -> None:
+        """Fold the smallest positive kept activation of a training batch into the running mean
+        of the inference threshold (Bussmann et al. 2024, Section 3)."""
+        assert self.threshold is not None
+        smallest = torch.where(f > 0, f, torch.inf).flatten(1).min(-1).values
+        smallest = torch.where(smallest.isfinite(), smallest, self.threshold)
+        if not self._threshold_seen:
+            self.threshold.copy_(smallest)
+            self._threshold_seen = True
+        else:
+            self.threshold.mul_(self.threshold_decay).add_(
+                smallest, alpha=1.0 - self.threshold_decay
+            )
 
     def encode(self, h: Float[Tensor, "inst batch hidden"]) -> Float[Tensor, "inst batch latent"]:
         return self.activate(self.preactivations(h))
@@ -107,8 +174,18 @@ class SparseAutoencoder:
         """Reconstruction error plus sparsity penalty of each instance (see the module doc)."""
         pre = self.preactivations(h)
         f = self.activate(pre)
+        if self.architecture == "matryoshka":
+            errors = [
+                (self._prefix_decode(f, p) - h).square().sum(-1).mean(-1) for p in self.prefixes
+            ]
+            return torch.stack(errors).sum(0)
         err = (self.decode(f) - h).square().sum(-1).mean(-1)
         return err + self.coefficient * self._penalty(pre, f)
+
+    def _prefix_decode(
+        self, f: Float[Tensor, "inst batch latent"], p: int
+    ) -> Float[Tensor, "inst batch hidden"]:
+        return torch.baddbmm(self.b_dec[:, None, :], f[..., :p], self.W_dec[:, :p])
 
     def _penalty(
         self, pre: Float[Tensor, "inst batch latent"], f: Float[Tensor, "inst batch latent"]
@@ -138,6 +215,14 @@ class SparseAutoencoder:
         n_batch = h.shape[1]
         pre = self.preactivations(h)
         f = self.activate(pre)
+        if self.batch_topk and self.training:
+            self.update_threshold(f)
+        if self.architecture == "matryoshka":
+            loss, g_f = self._nested_backward(h, f, grads, with_loss=with_loss)
+            g_pre = g_f * (f != 0)
+            torch.sum(g_pre, dim=1, out=grads["b_enc"])
+            torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
+            return loss, f
         diff = self.decode(f).sub_(h)
         loss = None
         if with_loss:
@@ -149,13 +234,42 @@ class SparseAutoencoder:
         active = f != 0
         if self.architecture == "relu_l1":
             g_pre = (g_f + (self.coefficient / n_batch)[:, None, None]) * active
-        elif self.architecture == "topk":
+        elif self.architecture in ("topk", "batchtopk"):
             g_pre = g_f * active
         else:
             g_pre = self._jumprelu_backward(pre, g_f, active, grads["log_threshold"], n_batch)
         torch.sum(g_pre, dim=1, out=grads["b_enc"])
         torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
         return loss, f
+
+    def _nested_backward(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        f: Float[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> tuple[Float[Tensor, " inst"] | None, Float[Tensor, "inst batch latent"]]:
+        """Matryoshka's loss (every prefix's squared error, summed) and its gradients for the
+        decoder, writing them into ``grads``; returns the loss and dL/df (see the module doc)."""
+        n_batch = h.shape[1]
+        bounds = list(zip((0, *self.prefixes[:-1]), self.prefixes, strict=True))
+        residual = self.b_dec[:, None, :] - h
+        errors = []
+        for lo, hi in bounds:  # the residual of each prefix, built segment by segment
+            residual = torch.baddbmm(residual, f[..., lo:hi], self.W_dec[:, lo:hi])
+            errors.append(residual)
+        loss: Tensor | None = None
+        if with_loss:
+            loss = torch.stack([e.square().sum(-1).mean(-1) for e in errors]).sum(0)
+        g_f = torch.empty_like(f)
+        suffix = torch.zeros_like(h)
+        for (lo, hi), e in zip(reversed(bounds), reversed(errors), strict=True):
+            suffix = suffix.add_(e, alpha=2.0 / n_batch)  # G_s: the levels containing segment s
+            torch.bmm(f[..., lo:hi].transpose(1, 2), suffix, out=grads["W_dec"][:, lo:hi])
+            torch.bmm(suffix, self.W_dec[:, lo:hi].transpose(1, 2), out=g_f[..., lo:hi])
+        torch.sum(suffix, dim=1, out=grads["b_dec"])
+        return loss, g_f
 
     def _jumprelu_backward(
         self,

@@ -232,6 +232,8 @@ def _split(
     want = {"W_enc": (n, lat, m), "b_enc": (n, lat), "W_dec": (n, lat, m), "b_dec": (n, m)}
     if config.architecture == "jumprelu":
         want["log_threshold"] = (n, lat)
+    if config.architecture in ("batchtopk", "matryoshka"):
+        want["threshold"] = (n,)
     t, f = len(toy_instances), source.data.n_features
     toy_want = {"W": (t, f, m), "b": (t, f)}
     if not source.model.is_tied:

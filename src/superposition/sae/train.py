@@ -147,7 +147,7 @@ def setup(
     n_feat, n_hidden = run.config.data.n_features, run.config.model.n_hidden
     toy_used = toy_instances_of(run, config)
     plan = list(instances) if instances is not None else layout(config, toy_used, n_feat)
-    if config.architecture == "topk":
+    if config.uses_k:
         for inst in plan:
             if inst.k > inst.n_latents:
                 raise ConfigError(
@@ -173,6 +173,7 @@ def setup(
         k=torch.tensor([i.k for i in plan], dtype=torch.long, device=device),
         mask=mask,
         bandwidth=config.bandwidth,
+        prefixes=config.prefixes(n_max) if config.architecture == "matryoshka" else (),
     )
     return Setup(plan, toy_used, toy, dist, importance, sae, flat)
 
@@ -315,7 +316,7 @@ def train_sae(
         toy_instances=s.toy_instances,
         toy_params={k: v[s.toy_instances].clone() for k, v in run.params.items()},
         instances=s.instances,
-        params={k: v.detach().to("cpu", copy=True) for k, v in s.flat.params.items()},
+        params=final_params(s.sae),
         history_steps=torch.tensor(history_steps, dtype=torch.long),
         history_loss=history_loss,
         snapshot_steps=snapshot_steps(config, run.config.model.n_hidden),
@@ -329,6 +330,14 @@ def train_sae(
             "path": path,
         },
     )
+
+
+def final_params(sae: SparseAutoencoder) -> dict[str, Tensor]:
+    """The trained parameters on the CPU, with BatchTopK's inference threshold."""
+    out = {k: v.detach().to("cpu", copy=True) for k, v in sae.params().items()}
+    if sae.threshold is not None:
+        out["threshold"] = sae.threshold.detach().to("cpu", copy=True)
+    return out
 
 
 @dataclass(frozen=True)
@@ -438,9 +447,7 @@ class _Resample(Hook):
     def __init__(self, step: _Step, adam: AdamFlat, config: SAEConfig):
         self.step, self.adam, self.config = step, adam, config
         s = step.s
-        self.gen = torch.Generator(device=s.flat.flat.device).manual_seed(
-            derive_seed(config.seed, "sae-resample")
-        )
+        self.gens = resample_generators(config, s.instances, s.flat.flat.device)
         self.resampled = torch.zeros(len(s.instances), dtype=torch.long, device=s.flat.flat.device)
 
     def after_update(self, step: int) -> None:
@@ -449,7 +456,7 @@ class _Resample(Hook):
         if every and (step + 1) % every == 0 and step + 1 <= self.config.steps // 2:
             h = self.step.h if self.step.h is not None else self.step.activations()
             dead = ~self.step.fired & s.sae.mask
-            self.resampled += resample_dead(s.sae, self.adam, s.flat, h, dead, self.gen)
+            self.resampled += resample_dead(s.sae, self.adam, s.flat, h, dead, self.gens)
             self.step.fired.zero_()
 
 
@@ -531,25 +538,29 @@ def resample_dead(
     flat: FlatParams,
     h: Float[Tensor, "inst batch hidden"],
     dead: Bool[Tensor, "inst latent"],
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
 ) -> Tensor:
     """Re-initialise dead latents towards inputs the SAE reconstructs badly (Bricken et al. 2023):
     for each dead latent draw a sample of ``h`` with probability proportional to its squared
     reconstruction error, point the decoder row along that input, the encoder row along it too
     (scaled to 0.2 x the mean norm of the live encoder rows, so the latent fires on it), zero its
-    encoder bias and its Adam moments. Returns the number of latents resampled per instance."""
+    encoder bias and its Adam moments. Returns the number of latents resampled per instance.
+
+    Instance k draws only from ``generators[k]`` and its own rows of ``h``, so what it gets does
+    not depend on the other instances trained beside it."""
     n_dead = dead.sum(-1)
     if not bool(n_dead.any()):
         return n_dead
-    n_inst, _, n_hidden = h.shape
-    n_lat = dead.shape[1]
     weight = (h - sae.forward(h)).square().sum(-1) + 1e-12  # all exact: uniform over samples
-    pick = torch.multinomial(weight, n_lat, replacement=True, generator=generator)
-    direction = h.gather(1, pick[..., None].expand(-1, -1, n_hidden))
-    norm = direction.norm(dim=-1, keepdim=True)
-    random = torch.randn(direction.shape, generator=generator, device=h.device)
-    direction = torch.where(norm > 1e-6, direction / norm.clamp_min(1e-12), random)
-    direction /= direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    direction = torch.zeros(sae.W_dec.shape, device=h.device)
+    for k in torch.nonzero(n_dead).squeeze(-1).tolist():  # only at resampling steps
+        rows = torch.nonzero(dead[k]).squeeze(-1)
+        pick = torch.multinomial(weight[k], len(rows), replacement=True, generator=generators[k])
+        chosen = h[k, pick]
+        random = torch.randn(chosen.shape, generator=generators[k], device=h.device)
+        norm = chosen.norm(dim=-1, keepdim=True)
+        chosen = torch.where(norm > 1e-6, chosen / norm.clamp_min(1e-12), random)
+        direction[k, rows] = chosen / chosen.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     live = sae.mask & ~dead
     enc_norm = sae.W_enc.norm(dim=-1)
     mean_live = (enc_norm * live).sum(-1) / live.sum(-1).clamp_min(1)
@@ -570,6 +581,19 @@ def resample_dead(
     return n_dead
 
 
+def resample_generators(
+    config: SAEConfig, instances: Sequence[SAEInstance], device: torch.device
+) -> list[torch.Generator]:
+    """One resampling generator per SAE instance, seeded by what the instance is (its labels),
+    not by where it sits on the ``inst`` axis."""
+    return [
+        torch.Generator(device=device).manual_seed(
+            derive_seed(config.seed, "sae-resample", *dataclasses.astuple(inst))
+        )
+        for inst in instances
+    ]
+
+
 # --------------------------------------------------------------------------------------------------
 # scores
 
@@ -578,6 +602,7 @@ def resample_dead(
 def evaluate(s: Setup, config: SAEConfig, generator: torch.Generator) -> dict[str, Tensor]:
     """Every score of :mod:`superposition.sae.metrics` for each instance, on fresh samples."""
     sae, toy = s.sae, s.toy
+    sae.training = False  # BatchTopK and Matryoshka infer with their threshold
     n_inst = len(s.instances)
     dev = s.importance.device
     zeros = lambda: torch.zeros(n_inst, device=dev)  # noqa: E731
