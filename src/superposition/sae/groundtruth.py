@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from superposition._types import Bool, Float, Int, Tensor
-from superposition.errors import ConfigError
+from superposition.errors import ConfigError, install_hint
 
 ABSORPTION_COSINE = 0.2
 """A child latent "carries the parent direction" when its decoder row's cosine with the parent
@@ -54,7 +54,7 @@ def hungarian(cos: Float[Tensor, "latent feat"]) -> tuple[np.ndarray, np.ndarray
         from scipy.optimize import linear_sum_assignment
     except ImportError:  # pragma: no cover - scipy is in the sae extra
         raise ConfigError(
-            "matching latents to features needs scipy; pip install 'toy-superposition[sae]'"
+            f"matching latents to features needs scipy; {install_hint('sae')}"
         ) from None
     rows, cols = linear_sum_assignment(cos.double().cpu().numpy(), maximize=True)
     return rows, cols
