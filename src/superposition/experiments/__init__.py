@@ -32,7 +32,7 @@ QUESTIONS: tuple[str, ...] = (
 )
 """Questions the paper leaves open."""
 
-FOLLOW_UPS: tuple[str, ...] = ()
+FOLLOW_UPS: tuple[str, ...] = ("capacity",)
 """Experiments of the papers that followed it."""
 
 GROUPS: dict[str, tuple[str, ...]] = {
