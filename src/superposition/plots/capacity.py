@@ -13,7 +13,10 @@ def capacities(runs: dict[str, Run]) -> Figure:
     """Left: capacity of each feature (most important first) at each kurtosis, the closed form
     as lines, the best trained seed as dots. Right: the marginal loss benefit of each feature at
     its closed-form capacity, which the fractional features share (water-filling)."""
-    pts = exp.points(runs["quadratic"])
+    run = runs["quadratic"]
+    pts = exp.points(run)
+    decay = run.config.data.importance_decay[0]
+    v = np.array(run.config.data.feature_importances(decay))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2), layout="constrained")
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(pts)))
     for p, c in zip(pts, colours, strict=True):
@@ -21,11 +24,10 @@ def capacities(runs: dict[str, Run]) -> Figure:
         label = f"kurtosis {p.kurtosis:.3g} (density {p.density:g})"
         left.plot(x, p.theory, "-", color=c, label=label)
         left.plot(x, p.trained, "o", color=c, markersize=5)
-        v = np.array(runs["quadratic"].config.data.feature_importances(exp.DECAY))
         benefit = exp.marginal_benefit(v, p.theory, p.kurtosis)
         right.plot(x, benefit / benefit.max(), "o-", color=c, markersize=4)
     left.axhspan(exp.NONE, exp.WHOLE, color="0.93", zorder=0)
-    left.set_xlabel("feature, by importance (v_i = 0.8^i)")
+    left.set_xlabel(f"feature, by importance (v_i = {decay:g}^i)")
     left.set_ylabel("capacity C_i = D_i")
     left.set_ylim(-0.05, 1.05)
     left.set_title("lines: closed-form optimum; dots: trained (best seed)", fontsize=9)
@@ -34,7 +36,8 @@ def capacities(runs: dict[str, Run]) -> Figure:
     right.set_ylabel("marginal loss benefit at the optimum (relative)")
     right.set_yscale("log")
     right.set_title("fractional features share one benefit (water-filling)", fontsize=9)
-    fig.suptitle("Polysemanticity and capacity: the quadratic model, 6 features in 3 neurons")
+    n, m = run.config.data.n_features, run.config.model.n_hidden
+    fig.suptitle(f"Polysemanticity and capacity: the quadratic model, {n} features in {m} neurons")
     return fig
 
 
