@@ -36,6 +36,11 @@ def test_diagrams_are_laid_out_importance_by_density(folder: Path) -> None:
     assert names[d.empirical[0, 0]] == "not represented"
     assert names[d.empirical[-1, 0]] == "dedicated dimension"
     assert names[d.theoretical[5, -1]] == "superposition"
+    # n=3, m=2 with the paper's plain candidates: the dense, important corner is the fourth region
+    d3 = phase_change.diagrams(runs["n3-m2"])
+    assert names[d3.plain[-1, 0]] == "dedicated dimension, other dropped"
+    assert names[d3.theoretical[-1, 0]] == "dedicated dimension"  # ties at density 1, first wins
+    assert set(d3.empirical.ravel().tolist()) <= {0, 1, 2, 3}
 
 
 @pytest.mark.slow

@@ -201,7 +201,7 @@ def test_phase_diagrams_takes_a_sweep_and_overlays_the_theory(phase_sweep: Sweep
             label = theory.classify_extra_feature(run.W[k : k + 1])[0]
             assert theory.PHASES[grid.empirical[r, d]] == label
     fig = phase_diagrams(phase_sweep)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4  # trained, theory, overlay, the paper's plain candidates
     assert fig.axes[2].collections, "the theory's boundaries are drawn over the trained diagram"
     assert f"{grid.agreement:.0%} agree" in fig.axes[2].get_title()
     plt.close(fig)

@@ -47,7 +47,7 @@ def test_known_values() -> None:
 def test_candidate_losses_match_monte_carlo(nm: tuple[int, int], optimise: bool) -> None:
     n, m = nm
     gen = torch.Generator().manual_seed(7)
-    for name in T.PHASES:
+    for name in T.phases(n, m):
         dens = [p for p, _ in POINTS]
         W, b = T.candidate_params(n, m, name, dens, optimise=optimise)
         imp = torch.stack([importance(n, r)[0] for _, r in POINTS])
@@ -66,7 +66,7 @@ def test_candidate_losses_match_monte_carlo(nm: tuple[int, int], optimise: bool)
 
 def test_paper_reduction_is_n_times_the_mean() -> None:
     for n, m in T.SUPPORTED:
-        for name in T.PHASES:
+        for name in T.phases(n, m):
             mean = T.candidate_loss(n, m, name, 0.2, 3.0)
             assert T.candidate_loss(n, m, name, 0.2, 3.0, reduction="sum") == pytest.approx(
                 n * mean
@@ -81,6 +81,7 @@ def test_paper_reduction_is_n_times_the_mean() -> None:
 def test_grid_matches_pointwise() -> None:
     d, r = np.array([1.0, 0.2, 0.02]), np.array([0.1, 1.0, 7.0, 10.0])
     grid = T.candidate_losses(3, 2, d, r)
+    assert tuple(grid) == T.PHASES
     for name in T.PHASES:
         assert grid[name].shape == (4, 3)
         for i, j in itertools.product(range(4), range(3)):
@@ -153,12 +154,15 @@ R_GRID = np.logspace(-1, 1, 40)
 
 @pytest.mark.parametrize("nm", T.SUPPORTED, ids=str)
 @pytest.mark.parametrize("optimise", [True, False])
-def test_phase_diagram_has_all_three_phases(nm: tuple[int, int], optimise: bool) -> None:
+def test_phase_diagram_has_its_phases(nm: tuple[int, int], optimise: bool) -> None:
     diagram = T.phase_diagram(*nm, D_GRID, R_GRID, optimise=optimise)
     assert diagram.labels.shape == (40, 40)
-    assert diagram.names == T.PHASES
-    assert set(np.unique(diagram.labels)) == {0, 1, 2}
-    stacked = np.stack([diagram.losses[name] for name in T.PHASES])
+    assert diagram.names == T.phases(*nm) == T.PHASES[: len(T.candidates(*nm))]
+    # the fourth region (3, 2) shows with the plain pair only: the optimised pair costs 2 f <= V
+    # (equal at density 1, where the tie goes to "dedicated dimension")
+    four = nm == (3, 2) and not optimise
+    assert set(np.unique(diagram.labels)) == ({0, 1, 2, 3} if four else {0, 1, 2})
+    stacked = np.stack([diagram.losses[name] for name in diagram.names])
     chosen = np.take_along_axis(stacked, diagram.labels[None], 0)[0]
     assert np.all(chosen <= stacked.min(0) * (1 + 1e-9))
 
@@ -217,6 +221,40 @@ def test_boundaries_agree_with_the_grid(nm: tuple[int, int], optimise: bool) -> 
         assert len(here) >= sum(column[i] != column[i + 1] for i in range(39))
 
 
+def test_the_fourth_candidate_of_3_2_in_closed_form() -> None:
+    """Rows e1, 0, e2: only feature 2 (importance 1) is lost, at its variance V, whatever r."""
+    name = "dedicated dimension, other dropped"
+    assert T.phases(3, 2)[-1] == name and T.phases(2, 1) == T.PHASES[:3]
+    assert T.candidate_loss(3, 2, name, 1.0, 5.0, reduction="sum") == pytest.approx(1 / 12)
+    assert T.candidate_loss(3, 2, name, 1.0, 0.1) == pytest.approx(1 / 36)
+    assert T.candidate_loss(3, 2, name, 0.5, 2.0) == pytest.approx((1 / 6 - 1 / 16) / 3)
+    assert T.candidate_loss(3, 2, name, 0.3, 2.0, optimise=False) == T.candidate_loss(
+        3, 2, name, 0.3, 2.0
+    )
+    W, b = T.candidate_params(3, 2, name, [0.4])
+    assert W[0].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    assert b[0].tolist() == pytest.approx([0.0, 0.2, 0.0])
+    with pytest.raises(ConfigError, match="unknown candidate 'dedicated dimension, other"):
+        T.candidate_loss(2, 1, name, 0.5, 1.0)
+
+
+def test_plain_candidates_no_longer_drop_an_important_dense_feature() -> None:
+    """With the paper's plain candidates (pair at a = 1, b = 0, 2 f = p^2 / 3), the dense r > 1
+    corner of (3, 2) goes to the fourth candidate (V < r V, and V < p^2 / 3 once p > 4/7), never
+    to "not represented"; the boundary with "dedicated dimension" at large r is p = 4/7."""
+    labels = T.phase_diagram(3, 2, D_GRID, R_GRID, optimise=False).labels
+    assert not (labels[R_GRID > 1] == 0).any()
+    for p, r in [(1.0, 2.0), (1.0, 1.5), (0.8, 3.0), (0.6, 10.0)]:
+        assert label_at(3, 2, p, r, optimise=False) == "dedicated dimension, other dropped"
+    assert label_at(3, 2, 0.55, 10.0, optimise=False) == "dedicated dimension"
+    d = np.array([4 / 7 * (1 + 1e-6), 4 / 7 * (1 - 1e-6)])
+    assert T.phase_diagram(3, 2, d, [10.0], optimise=False).labels.tolist() == [[3, 1]]
+    # r < 1 and dense: dropping the extra feature is cheapest (r V < V), as before
+    assert label_at(3, 2, 1.0, 0.5, optimise=False) == "not represented"
+    # (2, 1) keeps its three candidates and labels
+    assert T.phase_diagram(2, 1, [1.0], [2.0], optimise=False).labels.tolist() == [[1]]
+
+
 def test_boundary_is_exact_for_the_plain_pair() -> None:
     """Plain candidates, n=2, m=1: superposition vs not represented where r V = (1 + r) p^2/6."""
     p = 0.3
@@ -235,11 +273,11 @@ def test_boundary_is_exact_for_the_plain_pair() -> None:
 @pytest.mark.parametrize("nm", T.SUPPORTED, ids=str)
 def test_classify_candidates_returns_their_names(nm: tuple[int, int]) -> None:
     cands = T.candidates(*nm)
-    assert tuple(c.name for c in cands) == T.PHASES
+    assert tuple(c.name for c in cands) == T.phases(*nm)
     W = torch.stack([torch.tensor(c.W, dtype=D64) for c in cands])
-    assert T.classify_extra_feature(W) == list(T.PHASES)
+    assert T.classify_extra_feature(W) == list(T.phases(*nm))
     # the optimised candidates too (the pair's norm shrinks to 1/sqrt(2) when dense)
-    for name in T.PHASES:
+    for name in T.phases(*nm):
         Wp, _ = T.candidate_params(*nm, name, [1.0, 0.1, 0.01])
         assert T.classify_extra_feature(Wp.float()) == [name] * 3
 
@@ -252,6 +290,7 @@ def test_classify_noisy_and_rotated() -> None:
                 [[1.0, 0.0], [0.0, 1.0], [0.05, 0.1]],  # small: not represented
                 [[1.0, 0.0], [-1.0, 0.0], [0.1, 0.9]],  # nearly orthogonal: dedicated
                 [[1.0, 0.0], [0.0, 1.0], [0.2, -0.9]],
+                [[0.9, 0.1], [0.1, -0.2], [-0.1, 1.0]],  # another feature small: dropped
             ],
             dtype=D64,
         )

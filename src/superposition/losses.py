@@ -20,6 +20,17 @@ Built in (:data:`LOSSES`, looked up by name with :func:`get_loss`):
     The importance weights each class's term: ``-sum_i I_i t_i log softmax(out)_i``, averaged over
     the batch. Samples whose target is all zero contribute nothing.
 
+``quadratic``
+    Scherlis et al. 2022, "Polysemanticity and Capacity in Neural Networks", their quadratic
+    model: one scalar prediction per sample read from the linear model's output as
+    ``y' = sum_i x_i out_i`` (with ``out = W^T W x + b`` that is ``||W x||^2 + b . x``: the
+    hidden activations squared and summed, the paper's quadratic activation with a unit read-out),
+    against the target ``y = sum_i I_i x_i^2`` (the importance weights each feature's square);
+    the squared error ``(y' - y)^2`` with its batch mean removed, i.e. with the best constant
+    output bias profiled out, averaged over the batch. Meant for the ``linear`` model (the
+    target it reads is the input x); the per-feature ``b`` is a linear term whose optimum is 0
+    for symmetric features.
+
 A new loss is one subclass of :class:`Loss` that defines :meth:`Loss.value`, plus
 ``register_loss("name", MyLoss())``. Its gradient with respect to the output then comes from
 autograd (:meth:`Loss.output_grad`); a loss that knows its gradient in closed form overrides it.
@@ -203,6 +214,43 @@ def _feature_major_cpu(pre: Tensor, target: Tensor, importance: Tensor) -> bool:
     return True
 
 
+class QuadraticTarget(Loss):
+    """Scherlis et al. 2022's quadratic model: prediction ``sum_i x_i out_i``, target
+    ``sum_i I_i x_i^2``, squared error about its batch mean (the best constant bias), mean over
+    the batch. ``target`` is read as the input x (the linear model's target)."""
+
+    @staticmethod
+    def _centred_error(
+        out: Float[Tensor, "inst batch feat"],
+        target: Float[Tensor, "inst batch feat"],
+        importance: Float[Tensor, "inst feat"],
+    ) -> Float[Tensor, "inst batch"]:
+        err = (target * (out - importance[:, None, :] * target)).sum(-1)
+        return err - err.mean(-1, keepdim=True)
+
+    def value(
+        self,
+        out: Float[Tensor, "inst batch feat"],
+        target: Float[Tensor, "inst batch feat"],
+        importance: Float[Tensor, "inst feat"],
+    ) -> Float[Tensor, " inst"]:
+        return self._centred_error(out, target, importance).square().mean(-1)
+
+    def output_grad(
+        self,
+        out: Float[Tensor, "inst batch feat"],
+        target: Float[Tensor, "inst batch feat"],
+        importance: Float[Tensor, "inst feat"],
+        *,
+        with_loss: bool = True,
+    ) -> tuple[Float[Tensor, " inst"] | None, Float[Tensor, "inst batch feat"]]:
+        # d/d out_bi of mean_b (e_b - mean e)^2 = (2 / B) (e_b - mean e) x_bi: the centring's own
+        # term vanishes because the centred errors sum to zero
+        c = self._centred_error(out, target, importance)
+        loss = c.square().mean(-1) if with_loss else None
+        return loss, target * (c * (2.0 / out.shape[1]))[..., None]
+
+
 def _class_distribution(target: Float[Tensor, "inst batch feat"]) -> Tensor:
     """Targets as class distributions: non-negative, each sample's summing to one (or all zero)."""
     t = target.clamp_min(0)
@@ -245,6 +293,7 @@ def get_loss(name: str) -> Loss:
 register_loss("mse", SquaredError("mean"))
 register_loss("mse_sum", SquaredError("sum"))
 register_loss("cross_entropy", CrossEntropy())
+register_loss("quadratic", QuadraticTarget())
 
 MEAN_SQUARED_ERROR = LOSSES["mse"]
 """The default loss (the notebook's reduction)."""

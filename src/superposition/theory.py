@@ -25,6 +25,13 @@ features. The candidate solutions and their losses (derivations below, in :func:
 (3, 2)      rows e1, e2, 0: r V    rows e1, -e1, e2: 2 f      rows e1, e2, -e2: (1 + r) f
 ==========  =====================  =========================  ==================================
 
+and, for (3, 2) only, a fourth, "dedicated dimension, other dropped": rows e1, 0, e2, loss V (the
+extra feature and feature 1 get a dimension each, feature 2 is dropped). The paper's Section 3
+names four regions for n = 3, m = 2, and this is the one the first three miss: with r > 1 it
+always beats "not represented" (V < r V), and with the plain pair (below) it beats the pair
+``2 f = p^2 / 3`` whenever ``p > 4/7``. (For n = 2, m = 1 "dedicated dimension" already drops the
+other feature: there is no pair left to share a dimension.)
+
 (paper's sum over features; divide by n for the notebook's reduction). ``V(p) = p/3 - p^2/4`` is
 the loss of a dropped feature whose bias is its best constant, its mean ``p/2`` (a positive
 constant passes the ReLU unchanged); a feature with a dimension of its own, norm 1 and bias 0, is
@@ -61,8 +68,15 @@ from superposition.errors import ConfigError
 from superposition.geometry import feature_norms, superposition
 from superposition.models import ToyModel
 
-PHASES = ("not represented", "dedicated dimension", "superposition")
-"""What happens to the extra (last) feature, in a fixed order; labels index into it."""
+PHASES = (
+    "not represented",
+    "dedicated dimension",
+    "superposition",
+    "dedicated dimension, other dropped",
+)
+"""What happens to the extra (last) feature, in a fixed order; labels index into it. The fourth
+needs another pair of features (n >= 3): the extra feature has a dimension of its own and one of
+the others is dropped instead of sharing a dimension with a third."""
 
 SUPPORTED = ((2, 1), (3, 2))
 """The (n_features, n_hidden) pairs with candidate solutions."""
@@ -82,8 +96,9 @@ def _check_pair(n: int, m: int) -> None:
 
 
 def _check_name(n: int, m: int, name: str) -> None:
-    if name not in PHASES:
-        raise ConfigError(f"unknown candidate {name!r} for n={n}, m={m}; expected one of {PHASES}")
+    names = phases(n, m)
+    if name not in names:
+        raise ConfigError(f"unknown candidate {name!r} for n={n}, m={m}; expected one of {names}")
 
 
 def _densities(value: object, what: str = "density") -> np.ndarray:
@@ -246,14 +261,27 @@ _CANDIDATES = {
             (),
             (1, 2),
         ),
+        Candidate(
+            "dedicated dimension, other dropped",
+            ((1.0, 0.0), (0.0, 0.0), (0.0, 1.0)),
+            "features 1 and 3 get a dimension each, feature 2 is dropped",
+            (1,),
+        ),
     ),
 }
 
 
 def candidates(n: int, m: int) -> tuple[Candidate, ...]:
-    """The paper's candidate solutions for n features in m dimensions, in :data:`PHASES` order."""
+    """The paper's candidate solutions for n features in m dimensions, in :data:`PHASES` order:
+    three for (2, 1), four for (3, 2)."""
     _check_pair(n, m)
     return _CANDIDATES[(n, m)]
+
+
+def phases(n: int, m: int) -> tuple[str, ...]:
+    """The names of :func:`candidates` (n, m): the first three of :data:`PHASES` for (2, 1), all
+    four for (3, 2). A prefix of :data:`PHASES`, so a label indexes into either."""
+    return tuple(c.name for c in candidates(n, m))
 
 
 def _candidate(n: int, m: int, name: str) -> Candidate:
@@ -358,7 +386,7 @@ class PhaseDiagram:
     relative_importances: np.ndarray
     """Rows, ``[len(r)]``."""
     names: tuple[str, ...]
-    """The candidates (= :data:`PHASES`); labels index into it."""
+    """The candidates (:func:`phases`, a prefix of :data:`PHASES`); labels index into it."""
     labels: np.ndarray
     """``[len(r), len(d)]`` int: index into ``names`` of the cheapest candidate (ties, within a
     relative :data:`TIE`, go to the first)."""
@@ -373,13 +401,14 @@ def phase_diagram(
 ) -> PhaseDiagram:
     """The theoretical phase diagram of the extra feature (Section 3): the cheapest candidate."""
     losses = candidate_losses(n, m, densities, relative_importances, optimise=optimise)
-    stacked = np.stack([losses[name] for name in PHASES])
+    names = phases(n, m)
+    stacked = np.stack([losses[name] for name in names])
     return PhaseDiagram(
         n=n,
         m=m,
         densities=_densities(densities).reshape(-1),
         relative_importances=_importances(relative_importances).reshape(-1),
-        names=PHASES,
+        names=names,
         labels=_cheapest(stacked),
         losses=losses,
         optimise=optimise,
@@ -453,8 +482,11 @@ def classify_extra_feature(
 
     "not represented" when ``||W_last|| < norm_threshold``; otherwise "superposition" when its
     superposition ``sum_{j != last} (W_last_hat . W_j)^2`` (Section 2; 1 for an antipodal
-    partner of norm 1) exceeds ``interference_threshold``, and "dedicated dimension" when it does
-    not (nearly orthogonal to every other feature).
+    partner of norm 1) exceeds ``interference_threshold``; otherwise (nearly orthogonal to every
+    other feature) "dedicated dimension, other dropped" when there are at least two other
+    features (n >= 3) and one of them has a norm under ``norm_threshold``, and "dedicated
+    dimension" when not. With n = 2 there is one other feature and nothing for it to share a
+    dimension with, so its fate does not split the label (as for the candidates of (2, 1)).
     """
     if not isinstance(W, torch.Tensor) or W.ndim != 3 or W.shape[1] < 2:
         shape = tuple(W.shape) if isinstance(W, torch.Tensor) else type(W).__name__
@@ -466,11 +498,19 @@ def classify_extra_feature(
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
     W = W.detach().to(torch.float64)
-    norm = feature_norms(W)[:, -1].tolist()
+    norms = feature_norms(W)
+    norm = norms[:, -1].tolist()
     interference = superposition(W)[:, -1].tolist()
+    other_dropped = ((norms[:, :-1] < norm_threshold).any(-1) & (W.shape[1] >= 3)).tolist()
     return [
-        PHASES[0] if nv < norm_threshold else PHASES[2] if s > interference_threshold else PHASES[1]
-        for nv, s in zip(norm, interference, strict=True)
+        PHASES[0]
+        if nv < norm_threshold
+        else PHASES[2]
+        if s > interference_threshold
+        else PHASES[3]
+        if dropped
+        else PHASES[1]
+        for nv, s, dropped in zip(norm, interference, other_dropped, strict=True)
     ]
 
 

@@ -32,7 +32,7 @@ QUESTIONS: tuple[str, ...] = (
 )
 """Questions the paper leaves open."""
 
-FOLLOW_UPS: tuple[str, ...] = ("memorization", "scaling")
+FOLLOW_UPS: tuple[str, ...] = ("capacity", "memorization", "scaling")
 """Experiments of the papers that followed it."""
 
 BENCHMARKS: tuple[str, ...] = ("sae-bench",)

@@ -3,9 +3,12 @@
 Two models, n=2 features in m=1 dimension and n=3 in m=2, are trained over a grid of density (1 down
 to 0.01) x the last feature's importance relative to the others (0.1 to 10), several seeds per
 point, best-of-N by held-out loss. Each point's extra feature is classified as not represented,
-given a dedicated dimension, or stored in superposition (:func:`theory.classify_extra_feature`), and
-the empirical diagram is compared point by point with the theoretical one
-(:func:`theory.phase_diagram`: the cheapest of the paper's candidate solutions in closed form).
+given a dedicated dimension, or stored in superposition, and for n=3 also as given a dedicated
+dimension while one of the other two is dropped (the paper's fourth region for n=3, m=2;
+:func:`theory.classify_extra_feature`), and the empirical diagram is compared point by point with
+the theoretical one (:func:`theory.phase_diagram`: the cheapest of the candidate solutions in
+closed form, with the antipodal pair's scale and bias optimised; the paper's plain candidates are
+reported beside it).
 
 The whole grid is one run per model: density and relative importance are both per-group fields, so
 every grid point trains side by side on the instance axis.
@@ -61,12 +64,19 @@ class Diagrams:
     relative_importances: np.ndarray
     empirical: np.ndarray
     theoretical: np.ndarray
+    """The cheapest candidate, the antipodal pair's scale and bias optimised."""
     extra_norm: np.ndarray
     """Norm of the extra feature in the best instance of each point."""
+    plain: np.ndarray
+    """The cheapest of the paper's plain candidates (the pair at scale 1, bias 0)."""
 
     @property
     def agreement(self) -> float:
         return float((self.empirical == self.theoretical).mean())
+
+    @property
+    def agreement_plain(self) -> float:
+        return float((self.empirical == self.plain).mean())
 
 
 def diagrams(run: Run) -> Diagrams:
@@ -83,7 +93,8 @@ def diagrams(run: Run) -> Diagrams:
     norms = run.W[best][:, -1].norm(dim=-1).numpy().reshape(shape).T
     n, m = cfg.data.n_features, cfg.model.n_hidden
     theoretical = theory.phase_diagram(n, m, densities, importances).labels
-    return Diagrams(n, m, densities, importances, empirical, theoretical, norms)
+    plain = theory.phase_diagram(n, m, densities, importances, optimise=False).labels
+    return Diagrams(n, m, densities, importances, empirical, theoretical, norms, plain)
 
 
 def claims(runs: dict[str, Run]) -> list[Claim]:
@@ -105,7 +116,8 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
                 holds=dense_sup == 0,
             )
         )
-        seen = [theory.PHASES[i] for i in sorted(set(d.empirical.ravel().tolist()))]
+        seen_ids = set(d.empirical.ravel().tolist())
+        seen = [theory.PHASES[i] for i in sorted(seen_ids)]
         sparse_sup = int((d.empirical[:, d.densities <= 0.1] == superposition).sum())
         out.append(
             Claim(
@@ -115,7 +127,7 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
                 "is stored in superposition, which appears as features get sparse.",
                 measured=f"phases seen: {', '.join(seen)}; {sparse_sup} points in superposition "
                 "at density <= 0.1",
-                holds=len(seen) == 3 and sparse_sup > 0,
+                holds={0, 1, 2} <= seen_ids and sparse_sup > 0,
             )
         )
         out.append(
@@ -124,7 +136,8 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
                 text=f"The theory (the cheapest candidate solution) predicts the empirical phase "
                 f"diagram ({model}).",
                 measured=f"empirical and theoretical labels agree on {d.agreement:.0%} of "
-                f"{d.empirical.size} grid points",
+                f"{d.empirical.size} grid points (with the paper's plain candidates: "
+                f"{d.agreement_plain:.0%})",
                 holds=d.agreement >= 0.75,
             )
         )

@@ -21,8 +21,9 @@ from superposition.experiments.phase_change import diagrams
 from superposition.results import Run
 from superposition.sweep.folder import SweepResult
 
-# one colour per phase, in theory.PHASES order: not represented, dedicated dimension, superposition
-COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452")
+# one colour per phase, in theory.PHASES order: not represented, dedicated dimension,
+# superposition, dedicated dimension with another feature dropped (n >= 3 only)
+COLOURS = ("#d9d9d9", "#4c72b0", "#dd8452", "#55a868")
 CMAP = ListedColormap(COLOURS)
 
 
@@ -50,8 +51,10 @@ class PhaseGrid:
     empirical: np.ndarray
     """The best instance of each point, classified by :func:`theory.classify_extra_feature`."""
     theoretical: np.ndarray | None
-    """The cheapest candidate (:func:`theory.phase_diagram`); None where the theory does not
-    apply (see :func:`theory_applies`)."""
+    """The cheapest candidate (:func:`theory.phase_diagram`, the antipodal pair's scale and bias
+    optimised); None where the theory does not apply (see :func:`theory_applies`)."""
+    plain: np.ndarray | None = None
+    """The cheapest of the paper's plain candidates (``optimise=False``); None likewise."""
 
     @property
     def agreement(self) -> float | None:
@@ -97,10 +100,10 @@ def phase_grid(source: Run | SweepResult) -> PhaseGrid:
     labels = theory.classify_extra_feature(W.reshape(-1, n, m))
     # W is [density, importance, ...]: the diagrams are [importance, density]
     empirical = np.array([index[v] for v in labels]).reshape(len(dens), len(imps)).T
-    theoretical = (
-        theory.phase_diagram(n, m, dens, imps).labels if theory_applies(config) else None
-    )
-    return PhaseGrid(n, m, config.train.instances, dens, imps, empirical, theoretical)
+    applies = theory_applies(config)
+    theoretical = theory.phase_diagram(n, m, dens, imps).labels if applies else None
+    plain = theory.phase_diagram(n, m, dens, imps, optimise=False).labels if applies else None
+    return PhaseGrid(n, m, config.train.instances, dens, imps, empirical, theoretical, plain)
 
 
 def _from_run(run: Run) -> tuple[RunConfig, np.ndarray, np.ndarray, Tensor]:
@@ -164,7 +167,8 @@ def _theory_lines(ax: Axes, g: PhaseGrid) -> None:
     dens = np.geomspace(g.densities.max(), g.densities.min(), 200)
     imps = np.geomspace(g.relative_importances.min(), g.relative_importances.max(), 200)
     fine = theory.phase_diagram(g.n, g.m, dens, imps).labels
-    ax.contour(dens, imps, fine, levels=[0.5, 1.5], colors="black", linewidths=1.2)
+    levels = np.arange(len(theory.phases(g.n, g.m)) - 1) + 0.5
+    ax.contour(dens, imps, fine, levels=levels, colors="black", linewidths=1.2)
 
 
 Source = Run | SweepResult
@@ -173,8 +177,9 @@ Source = Run | SweepResult
 def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
     """The extra feature's phase against density and relative importance (Section 3), one row
     per run or sweep: the trained diagram (best of N seeds per point) and, where the theory
-    applies (:func:`theory_applies`), the theoretical one and the trained one with the theory's
-    boundaries drawn over it.
+    applies (:func:`theory_applies`), the theoretical one (pair optimised), the trained one with
+    that theory's boundaries drawn over it, and the theory of the paper's plain candidates (for
+    n=3, m=2 with its four regions; with the pair optimised the fourth only ties, at density 1).
 
     ``sources``: a Run whose groups span density x relative_importance, a SweepResult over those
     two axes (:func:`phase_grid`), or several of them by name.
@@ -183,28 +188,31 @@ def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
     grids = [phase_grid(s) for s in items]
     if not grids:
         raise ConfigError("phase_diagrams needs at least one run or sweep")
-    cols = 3 if any(g.theoretical is not None for g in grids) else 1
-    height = 3.6 * len(grids) + (0 if cols == 3 else 1.0)
+    cols = 4 if any(g.theoretical is not None for g in grids) else 1
+    height = 3.6 * len(grids) + (0 if cols == 4 else 1.0)
     fig, axes = plt.subplots(
-        len(grids), cols, figsize=(11.5 if cols == 3 else 4.8, height), squeeze=False
+        len(grids), cols, figsize=(15.0 if cols == 4 else 4.8, height), squeeze=False
     )
     for row, g in enumerate(grids):
         name = f"n={g.n}, m={g.m}"
         best = f"best of {g.seeds} seeds" if g.seeds > 1 else "1 seed"
         _panel(axes[row, 0], g, g.empirical, f"{name}: trained ({best})")
         axes[row, 0].set_ylabel("relative importance of the extra feature")
-        if g.theoretical is not None:
-            _panel(axes[row, 1], g, g.theoretical, f"{name}: theory (cheapest candidate)")
+        if g.theoretical is not None and g.plain is not None:
+            _panel(axes[row, 1], g, g.theoretical, f"{name}: theory (cheapest, pair optimised)")
             overlay = f"trained, theory's boundaries over it: {g.agreement:.0%} agree"
             _panel(axes[row, 2], g, g.empirical, overlay)
             _theory_lines(axes[row, 2], g)
-        elif cols == 3:
+            agree = float((g.empirical == g.plain).mean())
+            _panel(axes[row, 3], g, g.plain,
+                   f"{name}: paper's plain candidates ({agree:.0%} agree)")
+        elif cols == 4:
             for ax in axes[row, 1:]:
                 ax.axis("off")
             axes[row, 1].text(0.0, 0.5, textwrap.fill(_NO_THEORY, 90), fontsize=9, va="center")
     handles = [Patch(color=c, label=p) for c, p in zip(COLOURS, theory.PHASES, strict=True)]
-    if cols == 3:
-        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    if cols == 4:
+        fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
         fig.suptitle("The extra feature's phase against density and relative importance "
                      "(Section 3)")
         fig.tight_layout(rect=(0, 0.05, 1, 0.97))
@@ -212,7 +220,7 @@ def phase_diagrams(sources: Source | Mapping[str, Source]) -> Figure:
         note = textwrap.fill(_NO_THEORY, 80)
         note_height = (0.13 * (note.count("\n") + 1) + 0.05) / height  # 7-point lines
         fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7)
-        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=7,
+        fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=7,
                    bbox_to_anchor=(0.5, note_height))
         fig.suptitle("The extra (last) feature's phase (Section 3)", fontsize=10)
         fig.tight_layout(rect=(0, note_height + 0.3 / height, 1, 0.95))
@@ -235,7 +243,8 @@ def interactive_phase_diagrams(runs: dict[str, Run]) -> object:
     for name in names:
         titles += [f"{name}: trained", f"{name}: theory"]
     fig = make_subplots(rows=len(names), cols=2, subplot_titles=titles)
-    colorscale = [[i / 2, c] for i, c in enumerate(COLOURS)]
+    top = len(COLOURS) - 1
+    colorscale = [[i / top, c] for i, c in enumerate(COLOURS)]
     for row, name in enumerate(names, start=1):
         d = diagrams(runs[name])
         text_emp = np.array(theory.PHASES, dtype=object)[d.empirical]
@@ -244,7 +253,7 @@ def interactive_phase_diagrams(runs: dict[str, Run]) -> object:
             fig.add_trace(
                 go.Heatmap(
                     x=np.log10(d.densities), y=np.log10(d.relative_importances), z=z, text=text,
-                    customdata=d.extra_norm, zmin=0, zmax=2, colorscale=colorscale,
+                    customdata=d.extra_norm, zmin=0, zmax=top, colorscale=colorscale,
                     showscale=False,
                     hovertemplate="density %{x:.2f} (log10)<br>relative importance %{y:.2f} "
                     "(log10)<br>%{text}<br>extra feature norm %{customdata:.2f}<extra></extra>",
