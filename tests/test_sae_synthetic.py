@@ -374,9 +374,9 @@ def test_saelens_export_computes_what_our_sae_computes(arch, tmp_path):
 @pytest.mark.slow
 def test_reproduce_sae_bench_writes_and_redraws_its_folder(tiny_bench, tmp_path, capsys):
     from superposition import reproduce
-    from superposition.experiments import FOLLOW_UPS
+    from superposition.experiments import GROUPS
 
-    assert "sae-bench" in FOLLOW_UPS
+    assert GROUPS["benchmarks"] == ("sae-bench",)
     assert main(["reproduce", "sae-bench", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     folder = tmp_path / "sae-bench"
     meta = json.loads((folder / "experiment.json").read_text())
