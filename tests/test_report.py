@@ -330,6 +330,41 @@ def test_reproduce_all_runs_every_available_experiment_in_order_then_the_report(
     assert section_status(page)["intro"] == "ok"
 
 
+@pytest.mark.slow
+def test_reproduce_group_runs_that_group_and_the_report_shows_its_sections(
+    results: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--group follow-ups`` asks for exactly that group, in order; the report then has a
+    section for each of its experiments (beside those of --all, named as missing), and none for
+    the groups not run."""
+    from superposition import reproduce as reproduce_module
+    from superposition.experiments import GROUPS
+
+    calls: list[str] = []
+
+    def fake(names, out, *, quick, force, progress, workers, on_done):  # type: ignore[no-untyped-def]
+        for name in names:
+            calls.append(name)
+            (out / name).mkdir(parents=True)
+            on_done(name, out / name, [])
+
+    monkeypatch.setattr(reproduce_module, "reproduce_many", fake)
+    out_dir = tmp_path / "follow"
+    code, out, err = run_cli(
+        capsys, "reproduce", "--group", "follow-ups", "--out", str(out_dir), "--no-progress"
+    )
+    assert code == 0, err
+    assert calls == list(GROUPS["follow-ups"])
+    status = section_status((out_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    assert list(status) == list(ALL) + list(GROUPS["follow-ups"])
+    assert all(status[name] == "missing" for name in ALL)
+    assert all(status[name] != "missing" for name in GROUPS["follow-ups"])
+    assert not set(status) & set(GROUPS["benchmarks"])
+
+
 def test_reproduce_all_needs_plotly_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
