@@ -338,8 +338,7 @@ def test_reproduce_group_runs_that_group_and_the_report_shows_its_sections(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``--group follow-ups`` asks for exactly that group, in order; the report then has a
-    section for each of its experiments (beside those of --all, named as missing), and none for
-    the groups not run."""
+    section for each of its experiments and none for the groups not run."""
     from superposition import reproduce as reproduce_module
     from superposition.experiments import GROUPS
 
@@ -359,10 +358,8 @@ def test_reproduce_group_runs_that_group_and_the_report_shows_its_sections(
     assert code == 0, err
     assert calls == list(GROUPS["follow-ups"])
     status = section_status((out_dir / REPORT_FILE).read_text(encoding="utf-8"))
-    assert list(status) == list(ALL) + list(GROUPS["follow-ups"])
-    assert all(status[name] == "missing" for name in ALL)
+    assert list(status) == list(GROUPS["follow-ups"])
     assert all(status[name] != "missing" for name in GROUPS["follow-ups"])
-    assert not set(status) & set(GROUPS["benchmarks"])
 
 
 def test_reproduce_all_needs_plotly_before_training(

@@ -5,11 +5,11 @@
 
 - a header (package version, quick or full runs, when the results were made) with a summary, "N of
   M claims hold", and a table of contents;
-- one section per experiment (:func:`reported`: those of ``reproduce --all`` in the paper's order,
-  then any follow-up whose folder is there): its title and paper section, a table of the paper's
-  claims beside what this run measured and whether each holds, the interactive figures (plotly,
-  ``INTERACTIVE`` of the experiment's plots module) and the static ones (matplotlib,
-  ``FIGURES``);
+- one section per experiment (:func:`reported`: those of ``reproduce --all`` in the paper's order
+  and of each other group, for the groups with a folder there): its title and paper section, a
+  table of the paper's claims beside what this run measured and whether each holds, the
+  interactive figures (plotly, ``INTERACTIVE`` of the experiment's plots module) and the static
+  ones (matplotlib, ``FIGURES``);
 - for an experiment that is not in the folder, or whose folder is incomplete or unreadable, a
   visible box that says what is missing and the command that makes it; the rest still renders.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from superposition import __version__, files
 from superposition.errors import ConfigError, install_hint
-from superposition.experiments import ALL, EXPERIMENT_NAMES
+from superposition.experiments import ALL, EXPERIMENT_NAMES, GROUPS
 from superposition.results import Claim, Run
 
 REPORT_FILE = "report.html"
@@ -124,12 +124,18 @@ def write_report(results_dir: Path, *, out: Path | None = None, redraw: bool = F
 
 
 def reported(results_dir: Path) -> tuple[str, ...]:
-    """The experiments the report of ``results_dir`` has a section for, in order: those of
-    ``reproduce --all`` (:data:`ALL`, present or not, so that a missing one is named) and any
-    other experiment whose folder is there."""
-    return tuple(
-        name for name in EXPERIMENT_NAMES if name in ALL or (Path(results_dir) / name).exists()
-    )
+    """The experiments the report of ``results_dir`` has a section for, in order: those of each
+    block with at least one folder there, the blocks being what ``reproduce --all`` runs
+    (:data:`ALL`) and each other group. A block is shown whole, so that a missing experiment of
+    it is named; a group that was not run is left out."""
+    blocks = [ALL, *(names for names in GROUPS.values() if not set(names) <= set(ALL))]
+    shown = {
+        name
+        for block in blocks
+        if any((Path(results_dir) / name).exists() for name in block)
+        for name in block
+    }
+    return tuple(name for name in EXPERIMENT_NAMES if name in shown)
 
 
 # --------------------------------------------------------------------------------------------------
