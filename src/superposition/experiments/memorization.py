@@ -2,7 +2,8 @@
 trained on finite training sets of T samples, over a log grid of T.
 
 Setting (the paper's "Experimental Setup"): n sparse features (here n = 400 at density 0.01, four
-active features per sample on average), m = 2 hidden dimensions, the ReLU output model
+active features per sample on average), m = 2 hidden dimensions (and, for the shift of the
+test-loss peak with m, a second grid at m = 4), the ReLU output model
 ``ReLU(W^T W x + b)`` with uniform importance, full-batch AdamW with weight decay 0.01, a linear
 warm-up and a cosine decay. Each T is one run (the training-set size is part of the data config);
 its seeds train side by side, each on its own training set drawn from its seed. The paper's
@@ -47,6 +48,12 @@ LR = 1e-2
 SIZES = (3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500, 800, 1280, 2000)
 """The training-set sizes T of the full settings (a log grid, about 1.6x apart)."""
 QUICK_SIZES = (3, 5, 20, 100, 300, 1000, 2000)
+EXTRA_HIDDEN = (4,)
+"""The further hidden dimensions m trained over a grid of T, for the test-loss peak's shift with
+m (the polygon claims stay about m = ``N_HIDDEN``, where the paper draws polygons)."""
+QUICK_EXTRA_SIZES = (30, 100, 300, 1000)
+"""The grid of T of the extra m in the quick preset: its middle, where the peaks lie, to stay
+cheap (the full settings train the extra m over all of ``SIZES``)."""
 STEPS, QUICK_STEPS = 4000, 1500
 SEEDS, QUICK_SEEDS = 3, 2
 EVAL_SAMPLES = 20_000
@@ -68,9 +75,10 @@ CROSS_FACTOR = 4.0
 """The dimensionalities must cross within this factor of T of the test-loss peak."""
 
 
-def run_name(size: int) -> str:
-    """The name of the run with training-set size T."""
-    return f"T{size}"
+def run_name(size: int, n_hidden: int = N_HIDDEN) -> str:
+    """The name of the run with training-set size T and m hidden dimensions: ``T200`` for
+    m = ``N_HIDDEN``, ``m4-T200`` for another m."""
+    return f"T{size}" if n_hidden == N_HIDDEN else f"m{n_hidden}-T{size}"
 
 
 def config(
@@ -116,14 +124,27 @@ def grid_configs(sizes: tuple[int, ...] | list[int], **kwargs: int | float) -> d
             raise ConfigError(f"training-set size T must be an integer >= 1, got {t!r}")
     if sorted(set(sizes)) != sizes:
         raise ConfigError(f"training-set sizes T must be distinct and ascending, got {sizes}")
-    return {run_name(t): config(t, **kwargs) for t in sizes}  # type: ignore[arg-type]
+    m = int(kwargs.get("n_hidden", N_HIDDEN))
+    return {run_name(t, m): config(t, **kwargs) for t in sizes}  # type: ignore[arg-type]
 
 
 def configs(quick: bool = False) -> dict[str, RunConfig]:
-    """The grid over T; ``quick`` trains fewer sizes, seeds and steps."""
+    """The grid over T at m = ``N_HIDDEN``, then one grid per m of ``EXTRA_HIDDEN``; ``quick``
+    trains fewer sizes, seeds and steps."""
     if quick:
-        return grid_configs(QUICK_SIZES, steps=QUICK_STEPS, seeds=QUICK_SEEDS)
-    return grid_configs(SIZES)
+        out = grid_configs(QUICK_SIZES, steps=QUICK_STEPS, seeds=QUICK_SEEDS)
+        for m in EXTRA_HIDDEN:
+            out |= grid_configs(QUICK_EXTRA_SIZES, n_hidden=m, steps=QUICK_STEPS, seeds=QUICK_SEEDS)
+        return out
+    out = grid_configs(SIZES)
+    for m in EXTRA_HIDDEN:
+        out |= grid_configs(SIZES, n_hidden=m)
+    return out
+
+
+def of_hidden(runs: dict[str, Run], n_hidden: int = N_HIDDEN) -> dict[str, Run]:
+    """The runs with m = ``n_hidden`` hidden dimensions."""
+    return {k: r for k, r in runs.items() if r.config.model.n_hidden == n_hidden}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,8 +294,31 @@ def measure(run: Run) -> Point:
 
 
 def points(runs: dict[str, Run]) -> list[Point]:
-    """The measures of every run, in order of T."""
-    return sorted((measure(run) for run in runs.values()), key=lambda p: p.size)
+    """The measures of every run with m = ``N_HIDDEN`` (the polygons need a plane), in order of
+    T."""
+    return sorted((measure(run) for run in of_hidden(runs).values()), key=lambda p: p.size)
+
+
+def loss_curves(runs: dict[str, Run]) -> dict[int, list[tuple[int, float]]]:
+    """For each m, its ``(T, test loss)`` pairs in order of T, the test loss a mean over seeds."""
+    out: dict[int, list[tuple[int, float]]] = {}
+    for run in runs.values():
+        size = run.config.data.dataset_size
+        assert size is not None
+        out.setdefault(run.config.model.n_hidden, []).append((size, float(run.loss.mean())))
+    return {m: sorted(curve) for m, curve in sorted(out.items())}
+
+
+def peak_sizes(curves: dict[int, list[tuple[int, float]]]) -> dict[int, int]:
+    """For each m, the T of its largest test loss over its grid (the first, on a tie)."""
+    return {m: max(curve, key=lambda point: point[1])[0] for m, curve in curves.items()}
+
+
+def peak_moves_out(peaks: dict[int, int]) -> bool:
+    """Whether the test-loss peak sits at larger T for larger m: its T non-decreasing in m and
+    strictly larger at the largest m than at the smallest. False with fewer than two m."""
+    ts = [peaks[m] for m in sorted(peaks)]
+    return len(ts) >= 2 and all(a <= b for a, b in zip(ts, ts[1:])) and ts[-1] > ts[0]
 
 
 def crossing(sizes: list[int], difference: list[float]) -> float | None:
@@ -293,7 +337,8 @@ def _share(flags: list[bool]) -> str:
 
 
 def claims(runs: dict[str, Run]) -> list[Claim]:
-    """The four claims (see the docs' page for their measures)."""
+    """The four claims about m = ``N_HIDDEN``, and a fifth about the peak's shift with m when the
+    runs hold more than one m (see the docs' page for their measures)."""
     pts = points(runs)
     small, large = pts[:ENDS], pts[-ENDS:]
     out = []
@@ -385,4 +430,26 @@ def claims(runs: dict[str, Run]) -> list[Claim]:
             holds=diff[0] > 0 and diff[-1] < 0 and near,
         )
     )
+    curves = loss_curves(runs)
+    if len(curves) > 1:
+        peaks = peak_sizes(curves)
+        out.append(
+            Claim(
+                section=SECTION,
+                text=(
+                    "The test-loss peak of double descent sits at larger T for more hidden "
+                    "dimensions m."
+                ),
+                measured=(
+                    "T of each m's largest mean test loss over its grid: "
+                    + ", ".join(f"m={m}: T={t}" for m, t in peaks.items())
+                    + " (needs non-decreasing in m, strictly larger at the largest m); test by T: "
+                    + "; ".join(
+                        f"m={m}: " + ", ".join(f"{t}: {v:.2e}" for t, v in curve)
+                        for m, curve in curves.items()
+                    )
+                ),
+                holds=peak_moves_out(peaks),
+            )
+        )
     return out

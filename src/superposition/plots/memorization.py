@@ -1,6 +1,7 @@
 """Figures of the memorization experiment (Henighan et al. 2023): the hidden vectors of the
 training points and of the features at several T, the test and training loss against T, and the
-dimensionality of training points and features against T."""
+dimensionality of training points and features against T (all at m = 2), and the test loss
+against T for every m trained."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +17,7 @@ PANELS = 6
 
 def _by_size(runs: dict[str, Run]) -> list[tuple[int, Run]]:
     out = []
-    for run in runs.values():
+    for run in exp.of_hidden(runs).values():
         size = run.config.data.dataset_size
         assert size is not None
         out.append((size, run))
@@ -96,7 +97,7 @@ def loss(runs: dict[str, Run]) -> Figure:
     ax.set_xlabel("training-set size T")
     ax.set_ylabel("loss (squared error, mean over features)")
     ax.legend(fontsize=8)
-    cfg = pts and next(iter(runs.values())).config
+    cfg = pts and next(iter(exp.of_hidden(runs).values())).config
     if cfg:
         ax.set_title(
             f"n={cfg.data.n_features}, m={cfg.model.n_hidden}, density {cfg.data.density[0]:g}",
@@ -133,8 +134,29 @@ def dimensionality(runs: dict[str, Run]) -> Figure:
     return fig
 
 
+def loss_by_m(runs: dict[str, Run]) -> Figure:
+    """Test loss (mean over seeds) against T, one line per hidden dimension m, each m's peak
+    ringed: where the double descent's peak sits as m grows."""
+    curves = exp.loss_curves(runs)
+    peaks = exp.peak_sizes(curves)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(curves), 2)))
+    for colour, (m, curve) in zip(colours, curves.items(), strict=False):
+        sizes, test = zip(*curve, strict=True)
+        ax.plot(sizes, test, "o-", color=colour, label=f"m={m} (peak at T={peaks[m]})")
+        ax.plot([peaks[m]], [dict(curve)[peaks[m]]], "o", ms=12, mfc="none", color=colour)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training-set size T")
+    ax.set_ylabel("test loss (mean over seeds)")
+    ax.legend(fontsize=8)
+    ax.set_title("Test loss against T for each number of hidden dimensions m", fontsize=9)
+    return fig
+
+
 FIGURES = {
     "geometry": geometry,
     "loss": loss,
     "dimensionality": dimensionality,
+    "loss_by_m": loss_by_m,
 }
