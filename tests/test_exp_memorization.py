@@ -131,7 +131,7 @@ def test_tiny_reproduce_writes_runs_figures_and_claims(tiny_dir: Path) -> None:
     assert sorted(p.name for p in (tiny_dir / "runs").iterdir()) == ["T160", "T3", "T48", "T5"]
     claims = json.loads((tiny_dir / "claims.json").read_text())
     assert len(claims) == 4 and all(isinstance(c["holds"], bool) for c in claims)
-    for name in ("geometry", "loss", "dimensionality"):
+    for name in ("geometry", "loss", "dimensionality", "loss_by_m"):
         assert (tiny_dir / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tiny_dir / "figures" / "loss.png").unlink()
     assert [c.to_dict() for c in redraw(tiny_dir)] == claims
@@ -176,3 +176,64 @@ def test_cli_refuses_a_training_set_of_zero_samples(tmp_path: Path, capsys) -> N
     assert "dataset_size must be an integer >= 1, got 0" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the grid over m
+
+
+def test_configs_add_a_grid_at_m4_and_keep_the_m2_names() -> None:
+    for quick, sizes, extra in (
+        (False, exp.SIZES, exp.SIZES),
+        (True, exp.QUICK_SIZES, exp.QUICK_EXTRA_SIZES),
+    ):
+        cfgs = exp.configs(quick)
+        want = [f"T{t}" for t in sizes] + [f"m4-T{t}" for t in extra]
+        assert list(cfgs) == want
+        for name, cfg in cfgs.items():
+            assert cfg.model.n_hidden == (4 if name.startswith("m4-") else 2)
+            assert f"T{cfg.data.dataset_size}" == name.removeprefix("m4-")
+    assert exp.run_name(200) == "T200" and exp.run_name(200, 3) == "m3-T200"
+
+
+def _fake(size: int, m: int, test: list[float]) -> sp.Run:
+    """A run with only what the loss curves read: its config and held-out losses."""
+    cfg = exp.config(size, n_features=4, n_hidden=m, seeds=len(test))
+    return sp.Run(
+        config=cfg,
+        params={"W": torch.zeros(len(test), 4, m), "b": torch.zeros(len(test), 4)},
+        loss=torch.tensor(test),
+        history_steps=torch.zeros(0, dtype=torch.long),
+        history_loss=torch.zeros(0, len(test)),
+    )
+
+
+def test_loss_curves_and_peak_sizes_on_hand_made_runs() -> None:
+    runs = {
+        "T10": _fake(10, 2, [1.0, 3.0]),
+        "T3": _fake(3, 2, [1.0, 1.0]),
+        "T30": _fake(30, 2, [1.0, 1.0]),
+        "m4-T30": _fake(30, 4, [5.0, 5.0]),
+        "m4-T10": _fake(10, 4, [1.0, 1.0]),
+    }
+    curves = exp.loss_curves(runs)
+    assert curves == {2: [(3, 1.0), (10, 2.0), (30, 1.0)], 4: [(10, 1.0), (30, 5.0)]}
+    assert exp.peak_sizes(curves) == {2: 10, 4: 30}
+    assert list(exp.of_hidden(runs, 4)) == ["m4-T30", "m4-T10"]
+    # a tie goes to the first (smallest) T
+    assert exp.peak_sizes({3: [(5, 2.0), (8, 2.0), (13, 1.0)]}) == {3: 5}
+
+
+@pytest.mark.parametrize(
+    ("peaks", "holds"),
+    [
+        ({2: 200, 4: 500}, True),
+        ({2: 200, 3: 200, 5: 800}, True),  # equal at one step, larger at the end
+        ({2: 200, 4: 200}, False),  # not strictly larger at the largest m
+        ({2: 200, 3: 100, 5: 800}, False),  # falls on the way
+        ({4: 500, 2: 200}, True),  # order of the dict does not matter
+        ({2: 200}, False),  # one m shows nothing
+    ],
+)
+def test_peak_moves_out(peaks: dict[int, int], holds: bool) -> None:
+    assert exp.peak_moves_out(peaks) is holds

@@ -318,7 +318,8 @@ def peak_moves_out(peaks: dict[int, int]) -> bool:
     """Whether the test-loss peak sits at larger T for larger m: its T non-decreasing in m and
     strictly larger at the largest m than at the smallest. False with fewer than two m."""
     ts = [peaks[m] for m in sorted(peaks)]
-    return len(ts) >= 2 and all(a <= b for a, b in zip(ts, ts[1:])) and ts[-1] > ts[0]
+    steps = zip(ts, ts[1:], strict=False)
+    return len(ts) >= 2 and all(a <= b for a, b in steps) and ts[-1] > ts[0]
 
 
 def crossing(sizes: list[int], difference: list[float]) -> float | None:
