@@ -64,6 +64,32 @@ def test_children_fire_only_with_their_parent_one_at_a_time_scaled_by_it():
         assert torch.allclose(b.x[kid_on, kids[0]], b.x[kid_on, parent])  # 1 x the parent's 1
 
 
+def test_grandchildren_are_gated_and_scaled_through_the_whole_chain():
+    # an explicit forest numbered out of order: 3 is the root, 0 and 4 its children, 1 and 2
+    # the children of 0
+    cfg = SyntheticConfig(n_features=5, n_hidden=5, directions="orthogonal",
+                          parents=(3, 0, 0, -1, 3), densities=(0.9, 0.8, 0.8, 0.7, 0.9),
+                          magnitude="constant", magnitude_spread=0.5)  # fmt: skip
+    model = SyntheticModel(cfg)
+    b = model.sample(20_000, torch.Generator().manual_seed(2))
+    on, mu = b.x > 0, model.magnitude_mean
+    assert not (on[:, [0, 4]].any(1) & ~on[:, 3]).any()
+    assert not (on[:, [1, 2]].any(1) & ~on[:, 0]).any()
+    assert on[:, [0, 4]].sum(1).max() == 1 and on[:, [1, 2]].sum(1).max() == 1
+    grand = on[:, 1]
+    assert grand.float().mean() > 0.05
+    assert torch.allclose(b.x[grand, 1], (mu[1] * mu[0] * mu[3]).expand(int(grand.sum())))
+    assert torch.allclose(b.h, b.x @ model.directions, atol=1e-5)
+
+
+def test_exclusive_children_that_all_fire_are_kept_uniformly_at_random():
+    cfg = SyntheticConfig(n_features=4, n_hidden=4, parents=(-1, 0, 0, 0),
+                          densities=(1.0, 1.0, 1.0, 1.0))  # fmt: skip
+    on = SyntheticModel(cfg).fires(30_000, torch.Generator().manual_seed(0))
+    assert on[:, 0].all() and (on[:, 1:].sum(1) == 1).all()
+    assert torch.allclose(on[:, 1:].float().mean(0), torch.full((3,), 1 / 3), atol=0.015)
+
+
 def test_same_seed_same_model_and_batch():
     cfg = SyntheticConfig(n_features=30, n_hidden=5, mean_active=3.0, correlation_rank=2,
                           hierarchy_roots=2)  # fmt: skip
@@ -295,6 +321,16 @@ def tiny_bench(monkeypatch):
     return size
 
 
+def test_leaderboard_scores_do_not_depend_on_how_many_train_at_once(tiny_bench):
+    archs = ("topk", "relu_l1", "matryoshka")
+    one = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=1)
+    two = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=2)
+    assert one.rows == two.rows and len(one.rows) == 6
+    assert two.info["workers"] == 2
+    with pytest.raises(ConfigError, match="workers must be"):
+        bench.run_bench("quick", architectures=archs, workers=0)
+
+
 @pytest.mark.slow
 def test_leaderboard_end_to_end(tiny_bench, tmp_path, capsys):
     out = tmp_path / "lb"
@@ -374,9 +410,9 @@ def test_saelens_export_computes_what_our_sae_computes(arch, tmp_path):
 @pytest.mark.slow
 def test_reproduce_sae_bench_writes_and_redraws_its_folder(tiny_bench, tmp_path, capsys):
     from superposition import reproduce
-    from superposition.experiments import FOLLOW_UPS
+    from superposition.experiments import BENCHMARKS
 
-    assert "sae-bench" in FOLLOW_UPS
+    assert "sae-bench" in BENCHMARKS
     assert main(["reproduce", "sae-bench", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     folder = tmp_path / "sae-bench"
     meta = json.loads((folder / "experiment.json").read_text())

@@ -13,7 +13,11 @@ penalty architectures a coefficient steered to it.
 """
 
 import dataclasses
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +133,16 @@ def synthetic_override(size: str, values: dict[str, Any], source: str) -> Synthe
     return result
 
 
+def default_workers(device: str = "auto", architectures: int = len(ARCHITECTURES)) -> int:
+    """Architectures trained side by side: one per CPU core, at most two (the machine this
+    aims at), one on an accelerator."""
+    from superposition.training import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1, architectures))
+
+
 def run_bench(
     size: str,
     *,
@@ -137,11 +151,19 @@ def run_bench(
     device: str = "auto",
     progress: bool | None = None,
     on_done: Callable[[str, float], None] | None = None,
+    workers: int | None = None,
 ) -> BenchResult:
     """Train and score every architecture at every target L0 of ``size`` (on ``synthetic``
-    instead of the size's model when given; the SAEs keep the size's settings)."""
+    instead of the size's model when given; the SAEs keep the size's settings).
+
+    ``workers`` architectures train at once (default :func:`default_workers`), each in a thread
+    of its own whose tensor operations run on one core: on a shared machine a single operation
+    split across two cores waits for whichever core is busy elsewhere, two architectures side
+    by side do not wait for each other. Every architecture reads its own data stream and
+    generators, so its scores do not depend on ``workers``."""
     from superposition.sae.synthetic import SyntheticModel
     from superposition.sae.synthetic_train import train_synthetic
+    from superposition.sae.train import cpu_settings
     from superposition.training import resolve_device
 
     if size not in SIZES:
@@ -149,6 +171,10 @@ def run_bench(
     for a in architectures:
         if a not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {a!r}; known: {', '.join(ARCHITECTURES)}")
+    if workers is None:
+        workers = default_workers(device, len(architectures))
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a whole number of at least 1, got {workers!r}")
     spec = SIZES[size]
     if synthetic is not None:
         spec = dataclasses.replace(spec, synthetic=synthetic)
@@ -157,15 +183,17 @@ def run_bench(
             raise ConfigError(f"target L0 {t} is more than the SAE width {spec.width}")
     dev = resolve_device(device)
     model = SyntheticModel(spec.synthetic, dev)
-    rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
-    for arch in architectures:
+    stop = threading.Event()
+
+    def train(arch: str) -> list[dict[str, Any]]:
         cfg = sae_config(spec, arch, str(dev))
         targets = None if cfg.uses_k else [float(t) for t in spec.targets]
-        run = train_synthetic(model, cfg, target_l0=targets, progress=progress)
+        run = train_synthetic(model, cfg, target_l0=targets, progress=progress, stop=stop)
         seconds[arch] = float(run.info["seconds"])
         if on_done is not None:
             on_done(arch, seconds[arch])
+        rows = []
         for j, inst in enumerate(run.instances):
             row: dict[str, Any] = {
                 "architecture": arch,
@@ -177,15 +205,32 @@ def run_bench(
             }
             row.update({key: float(run.scores[key][j]) for key in SCORES})
             rows.append(row)
+        return rows
+
+    started = time.perf_counter()
+    if workers == 1:
+        per_arch = [train(arch) for arch in architectures]
+    else:
+        # one core per operation (the outermost CPU settings hold for every thread)
+        with cpu_settings(dev, 0), ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(train, arch) for arch in architectures]
+            try:
+                per_arch = [f.result() for f in futures]
+            except BaseException:
+                stop.set()  # the other threads stop at their next step
+                raise
     info = {
         "version": __version__,
         "device": str(dev),
         "seconds": seconds,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "workers": workers,
         "synthetic": dict(spec.synthetic.__dict__),
         "width": spec.width,
         "steps": spec.steps,
         "batch_size": spec.batch_size,
     }
+    rows = [row for arch_rows in per_arch for row in arch_rows]
     return BenchResult(size, rows, files.jsonable(info))
 
 

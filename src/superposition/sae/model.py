@@ -84,6 +84,7 @@ class SparseAutoencoder:
         uses_k = self.architecture == "topk" or self.batch_topk
         self.k_max = int(self.k.max()) if uses_k else 0
         self.ragged_k = uses_k and bool((self.k != self.k_max).any())
+        self.ks: list[int] = [int(k) for k in self.k.tolist()] if uses_k else []
         if self.batch_topk and self.threshold is None:
             self.threshold = torch.zeros(self.mask.shape[0], device=self.mask.device)
         self._threshold_seen = False
@@ -116,12 +117,7 @@ class SparseAutoencoder:
         if self.batch_topk:
             return self._batch_topk(pre) if self.training else self._thresholded(pre)
         if self.architecture == "topk":
-            values, index = pre.topk(self.k_max, dim=-1)
-            values = values.relu()
-            if self.ragged_k:  # instances with a smaller k drop their trailing values
-                rank = torch.arange(self.k_max, device=pre.device)
-                values = values * (rank < self.k[:, None, None])
-            return torch.zeros_like(pre).scatter_(-1, index, values)
+            return self._keep_largest(pre, self.ks)
         assert self.log_threshold is not None
         theta = self.log_threshold.exp()[:, None, :]
         return torch.where(pre > theta, pre, torch.zeros((), device=pre.device))
@@ -130,14 +126,29 @@ class SparseAutoencoder:
         self, pre: Float[Tensor, "inst batch latent"]
     ) -> Float[Tensor, "inst batch latent"]:
         n_inst, n_batch, n_lat = pre.shape
-        flat = pre.reshape(n_inst, n_batch * n_lat)
-        keep = min(self.k_max * n_batch, flat.shape[1])
-        values, index = flat.topk(keep, dim=-1)
-        values = values.relu()
-        if self.ragged_k:
-            rank = torch.arange(keep, device=pre.device)
-            values = values * (rank < self.k[:, None] * n_batch)
-        return torch.zeros_like(flat).scatter_(-1, index, values).reshape(pre.shape)
+        flat = pre.reshape(n_inst, 1, n_batch * n_lat)
+        keep = [min(k * n_batch, n_batch * n_lat) for k in self.ks]
+        return self._keep_largest(flat, keep).reshape(pre.shape)
+
+    def _keep_largest(
+        self, pre: Float[Tensor, "inst row latent"], keep: list[int]
+    ) -> Float[Tensor, "inst row latent"]:
+        """ReLU of the ``keep[i]`` largest entries of each row of instance i, zeros elsewhere.
+        The order of the kept entries does not matter, so they are not sorted; an instance with
+        a smaller count selects its entries among the largest count's (a top-k of a top-k),
+        which costs little next to the first selection."""
+        most = max(keep)
+        values, index = pre.topk(most, dim=-1, sorted=False)
+        out = torch.zeros_like(pre)
+        if not self.ragged_k:
+            return out.scatter_(-1, index, values.relu_())
+        for i, k in enumerate(keep):
+            v, j = values[i], index[i]
+            if k < most:
+                v, kept = v.topk(k, dim=-1, sorted=False)
+                j = j.gather(-1, kept)
+            out[i].scatter_(-1, j, v.relu())
+        return out
 
     def _thresholded(
         self, pre: Float[Tensor, "inst batch latent"]
@@ -219,7 +230,7 @@ class SparseAutoencoder:
             self.update_threshold(f)
         if self.architecture == "matryoshka":
             loss, g_f = self._nested_backward(h, f, grads, with_loss=with_loss)
-            g_pre = g_f * (f != 0)
+            g_pre = torch.where(f != 0, g_f, 0.0)
             torch.sum(g_pre, dim=1, out=grads["b_enc"])
             torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
             return loss, f
@@ -233,9 +244,10 @@ class SparseAutoencoder:
         g_f = torch.bmm(g, self.W_dec.transpose(1, 2))
         active = f != 0
         if self.architecture == "relu_l1":
-            g_pre = (g_f + (self.coefficient / n_batch)[:, None, None]) * active
+            g_f += (self.coefficient / n_batch)[:, None, None]
+            g_pre = torch.where(active, g_f, 0.0)  # one pass, no float copy of the mask
         elif self.architecture in ("topk", "batchtopk"):
-            g_pre = g_f * active
+            g_pre = torch.where(active, g_f, 0.0)
         else:
             g_pre = self._jumprelu_backward(pre, g_f, active, grads["log_threshold"], n_batch)
         torch.sum(g_pre, dim=1, out=grads["b_enc"])
@@ -288,4 +300,4 @@ class SparseAutoencoder:
         g_theta = -(g_f * near).sum(1) * (theta / eps)
         g_theta -= near.sum(1) * (self.coefficient / (n_batch * eps))[:, None]
         torch.mul(g_theta, theta, out=g_log_threshold)  # chain rule through theta = exp(log)
-        return g_f * active
+        return torch.where(active, g_f, 0.0)
