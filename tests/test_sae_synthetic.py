@@ -441,3 +441,45 @@ def test_bench_bad_synthetic_file_exits_2_and_writes_nothing(tmp_path, capsys, t
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the step over the active latents only
+
+
+@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk"])
+def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch):
+    from superposition.sae import sparse
+
+    gen = torch.Generator().manual_seed(0)
+    n_inst, n_lat, n_hidden, n_batch = 2, 48, 12, 40
+    W_dec = torch.randn(n_inst, n_lat, n_hidden, generator=gen)
+    sae = SparseAutoencoder(
+        arch, W_enc=torch.randn(n_inst, n_lat, n_hidden, generator=gen) / 4,
+        b_enc=torch.full((n_inst, n_lat), -0.6), W_dec=W_dec / W_dec.norm(dim=-1, keepdim=True),
+        b_dec=torch.randn(n_inst, n_hidden, generator=gen), coefficient=torch.tensor([0.1, 0.3]),
+        k=torch.tensor([2, 5]), mask=torch.arange(n_lat)[None] < torch.tensor([[40], [48]]),
+    )  # fmt: skip
+    h = torch.randn(n_inst, n_batch, n_hidden, generator=gen)
+    out = {}
+    for name, limit in (("sparse", 1.0), ("dense", -1.0)):
+        monkeypatch.setattr(sparse, "MAX_DENSITY", limit)
+        grads = {k: torch.full_like(v, 7.0) for k, v in sae.params().items()}  # stale values
+        loss, f = sae.loss_and_grads(h, grads)
+        out[name] = (loss, grads, f)
+    (ls, gs, fs), (ld, gd, fd) = out["sparse"], out["dense"]
+    assert torch.equal(fs, fd) and 0 < (fs != 0).float().mean() < 0.3
+    assert torch.allclose(ls, ld, rtol=1e-5)
+    for key in gd:
+        assert torch.allclose(gs[key], gd[key], rtol=1e-4, atol=1e-6), key
+    assert not gs["W_dec"][0, 40:].any()  # padded latents get no gradient
+
+
+def test_the_sparse_step_is_chosen_only_for_sparse_float32_cpu_activations():
+    from superposition.sae import sparse
+
+    f = torch.zeros(2, 100, 50)
+    f[:, :, :2] = 1.0  # 4% active
+    assert sparse.usable(f)
+    assert not sparse.usable(torch.ones(2, 100, 50))
+    assert not sparse.usable(f.double())

@@ -45,6 +45,12 @@ from dataclasses import dataclass, field
 import torch
 
 from superposition._types import Bool, Float, Int, Tensor
+from superposition.sae import sparse
+
+SPARSE_STEP = ("relu_l1", "topk", "batchtopk")
+"""Architectures whose step runs over the active latents only when they are few
+(:mod:`superposition.sae.sparse`; JumpReLU's threshold gradient also reads silent latents,
+Matryoshka's nested losses reuse every prefix)."""
 
 _OFF = -1e30
 """Pre-activation of a masked latent: below any threshold, never in a top k, finite (no NaN)."""
@@ -234,6 +240,8 @@ class SparseAutoencoder:
             torch.sum(g_pre, dim=1, out=grads["b_enc"])
             torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
             return loss, f
+        if self.architecture in SPARSE_STEP and sparse.usable(f):
+            return self._sparse_loss_and_grads(h, pre, f, grads, with_loss=with_loss), f
         diff = self.decode(f).sub_(h)
         loss = None
         if with_loss:
@@ -253,6 +261,33 @@ class SparseAutoencoder:
         torch.sum(g_pre, dim=1, out=grads["b_enc"])
         torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
         return loss, f
+
+    def _sparse_loss_and_grads(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        pre: Float[Tensor, "inst batch latent"],
+        f: Float[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> Float[Tensor, " inst"] | None:
+        """:meth:`loss_and_grads` with the decoder and the gradients' matmuls over the active
+        latents only (:mod:`superposition.sae.sparse`): the same formulas."""
+        n_batch = h.shape[1]
+        pairs = sparse.ActivePairs(f)
+        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
+        loss = None
+        if with_loss:
+            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
+        g = diff.mul_(2.0 / n_batch)
+        torch.sum(g, dim=1, out=grads["b_dec"])
+        extra = (
+            self.coefficient / n_batch
+            if self.architecture == "relu_l1"
+            else torch.zeros_like(self.coefficient)
+        )
+        pairs.backward(g, h, self.W_dec, extra, grads)
+        return loss
 
     def _nested_backward(
         self,

@@ -1,0 +1,101 @@
+"""The SAE step's matmuls over the active latents only (CPU kernels for
+:meth:`~superposition.sae.model.SparseAutoencoder.loss_and_grads`).
+
+At a few dozen active latents out of a thousand, four of the step's five batched matmuls multiply
+mostly zeros: the decoder's ``f W_dec``, its gradient ``f^T g``, ``g W_dec^T`` (whose entries
+are only used where a latent is active) and the encoder's gradient ``dpre^T h`` (``dpre`` is zero
+where a latent is silent). Here each of them is a loop over the active (instance, sample,
+latent) triples, ``hidden`` values at a time. Only the encoder's ``W_enc h`` stays dense.
+
+The formulas are the dense step's (see the model's module docstring); the sums run in a
+different order, so the results agree to float rounding. :data:`MAX_DENSITY` says when the dense
+matmuls are cheaper.
+"""
+
+from typing import no_type_check
+
+import numpy as np
+import torch
+
+from superposition._types import Float, Int, Tensor
+from superposition.jit import njit
+
+FAST = {"reassoc", "contract"}
+"""Only reassociation (the dot product and the row updates vectorise) and fused multiply-adds."""
+
+MAX_DENSITY = 0.08
+"""Share of active (sample, latent) pairs above which the dense matmuls are used (measured on
+one core, 3 SAEs of width 1,024 in 256 dimensions, batch 1,024: the step took 78 ms sparse
+against 115 ms dense at 2.8% active, 55 against 80 at 5.5%, 96 against 84 at 11%)."""
+
+
+@njit(cache=True, fastmath=FAST, nogil=True)
+@no_type_check  # numba compiles these: keep jaxtyping's test-time wrapper away
+def _decode(inst, row, col, val, W_dec, out):  # type: ignore[no-untyped-def]
+    n_hidden = out.shape[2]
+    for p in range(inst.shape[0]):
+        i, b, j, v = inst[p], row[p], col[p], val[p]
+        for d in range(n_hidden):
+            out[i, b, d] += v * W_dec[i, j, d]
+
+
+@njit(cache=True, fastmath=FAST, nogil=True)
+@no_type_check
+def _backward(inst, row, col, val, g, h, W_dec, extra, gW_dec, gW_enc, gb_enc):  # type: ignore[no-untyped-def]
+    n_hidden = g.shape[2]
+    for p in range(inst.shape[0]):
+        i, b, j, v = inst[p], row[p], col[p], val[p]
+        g_pre = extra[i]
+        for d in range(n_hidden):
+            g_pre += g[i, b, d] * W_dec[i, j, d]
+        gb_enc[i, j] += g_pre
+        for d in range(n_hidden):
+            gW_dec[i, j, d] += v * g[i, b, d]
+            gW_enc[i, j, d] += g_pre * h[i, b, d]
+
+
+class ActivePairs:
+    """The active entries of ``f [inst, batch, latent]``, as index and value arrays."""
+
+    def __init__(self, f: Float[Tensor, "inst batch latent"]):
+        index = f.nonzero()
+        self.inst: Int[Tensor, " pair"] = index[:, 0].contiguous()
+        self.row: Int[Tensor, " pair"] = index[:, 1].contiguous()
+        self.col: Int[Tensor, " pair"] = index[:, 2].contiguous()
+        self.val: Float[Tensor, " pair"] = f[self.inst, self.row, self.col]
+
+    def decode(
+        self, W_dec: Float[Tensor, "inst latent hidden"], b_dec: Float[Tensor, "inst hidden"],
+        n_batch: int,
+    ) -> Float[Tensor, "inst batch hidden"]:  # fmt: skip
+        """``f W_dec + b_dec``."""
+        out = b_dec[:, None, :].expand(-1, n_batch, -1).contiguous()
+        _decode(self.inst.numpy(), self.row.numpy(), self.col.numpy(), self.val.numpy(),
+                _np(W_dec), out.numpy())  # fmt: skip
+        return out
+
+    def backward(
+        self,
+        g: Float[Tensor, "inst batch hidden"],
+        h: Float[Tensor, "inst batch hidden"],
+        W_dec: Float[Tensor, "inst latent hidden"],
+        extra: Float[Tensor, " inst"],
+        grads: dict[str, Tensor],
+    ) -> None:
+        """From ``g = dL/dh_hat``: ``dL/dW_dec = f^T g``; at each active pair ``dpre = g W_dec^T
+        + extra`` (the ReLU-L1 penalty's ``lambda / batch``, or 0); ``dL/db_enc`` and
+        ``dL/dW_enc = dpre^T h``, written into ``grads``."""
+        out = [grads[key].zero_() for key in ("W_dec", "W_enc", "b_enc")]
+        _backward(self.inst.numpy(), self.row.numpy(), self.col.numpy(), self.val.numpy(),
+                  _np(g), _np(h), _np(W_dec), _np(extra), *(t.numpy() for t in out))  # fmt: skip
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def usable(f: Float[Tensor, "inst batch latent"]) -> bool:
+    """Whether the loops beat the dense matmuls for this ``f`` (on the CPU, sparse enough)."""
+    if f.device.type != "cpu" or f.dtype != torch.float32:
+        return False
+    return int(torch.count_nonzero(f)) <= MAX_DENSITY * f.numel()
