@@ -447,7 +447,7 @@ def test_bench_bad_synthetic_file_exits_2_and_writes_nothing(tmp_path, capsys, t
 # the step over the active latents only
 
 
-@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk"])
+@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk", "jumprelu"])
 def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch):
     from superposition.sae import sparse
 
@@ -459,6 +459,8 @@ def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch
         b_enc=torch.full((n_inst, n_lat), -0.6), W_dec=W_dec / W_dec.norm(dim=-1, keepdim=True),
         b_dec=torch.randn(n_inst, n_hidden, generator=gen), coefficient=torch.tensor([0.1, 0.3]),
         k=torch.tensor([2, 5]), mask=torch.arange(n_lat)[None] < torch.tensor([[40], [48]]),
+        log_threshold=torch.full((n_inst, n_lat), math.log(0.8)) if arch == "jumprelu" else None,
+        bandwidth=0.3,
     )  # fmt: skip
     h = torch.randn(n_inst, n_batch, n_hidden, generator=gen)
     out = {}
@@ -473,6 +475,8 @@ def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch
     for key in gd:
         assert torch.allclose(gs[key], gd[key], rtol=1e-4, atol=1e-6), key
     assert not gs["W_dec"][0, 40:].any()  # padded latents get no gradient
+    if arch == "jumprelu":  # some pairs sit near the threshold, and move it
+        assert gd["log_threshold"].abs().max() > 0
 
 
 def test_the_sparse_step_is_chosen_only_for_sparse_float32_cpu_activations():

@@ -242,6 +242,10 @@ class SparseAutoencoder:
             return loss, f
         if self.architecture in SPARSE_STEP and sparse.usable(f):
             return self._sparse_loss_and_grads(h, pre, f, grads, with_loss=with_loss), f
+        if self.architecture == "jumprelu" and f.device.type == "cpu":
+            near = self._near_threshold(pre)
+            if sparse.usable(f, int(((f != 0) | near).sum())):
+                return self._sparse_jumprelu(h, pre, f, near, grads, with_loss=with_loss), f
         diff = self.decode(f).sub_(h)
         loss = None
         if with_loss:
@@ -287,6 +291,43 @@ class SparseAutoencoder:
             else torch.zeros_like(self.coefficient)
         )
         pairs.backward(g, h, self.W_dec, extra, grads)
+        return loss
+
+    def _near_threshold(
+        self, pre: Float[Tensor, "inst batch latent"]
+    ) -> Bool[Tensor, "inst batch latent"]:
+        """JumpReLU: where the rectangle kernel of the threshold's gradient is non-zero."""
+        assert self.log_threshold is not None
+        theta = self.log_threshold.exp()
+        return (pre - theta[:, None, :]).abs() < self.bandwidth / 2
+
+    def _sparse_jumprelu(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        pre: Float[Tensor, "inst batch latent"],
+        f: Float[Tensor, "inst batch latent"],
+        near: Bool[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> Float[Tensor, " inst"] | None:
+        """JumpReLU's :meth:`loss_and_grads` over the active pairs and those near the threshold
+        (:mod:`superposition.sae.sparse`); the threshold's gradient as in
+        :meth:`_jumprelu_backward`."""
+        assert self.log_threshold is not None
+        n_batch, eps = h.shape[1], self.bandwidth
+        pairs = sparse.ActivePairs(f, near)
+        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
+        loss = None
+        if with_loss:
+            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
+        g = diff.mul_(2.0 / n_batch)
+        torch.sum(g, dim=1, out=grads["b_dec"])
+        g_near = pairs.backward_near(g, h, self.W_dec, grads)
+        theta = self.log_threshold.exp()
+        g_theta = -g_near * (theta / eps)
+        g_theta -= near.sum(1) * (self.coefficient / (n_batch * eps))[:, None]
+        torch.mul(g_theta, theta, out=grads["log_threshold"])
         return loss
 
     def _nested_backward(

@@ -17,7 +17,7 @@ from typing import no_type_check
 import numpy as np
 import torch
 
-from superposition._types import Float, Int, Tensor
+from superposition._types import Bool, Float, Int, Tensor
 from superposition.jit import njit
 
 FAST = {"reassoc", "contract"}
@@ -54,15 +54,41 @@ def _backward(inst, row, col, val, g, h, W_dec, extra, gW_dec, gW_enc, gb_enc): 
             gW_enc[i, j, d] += g_pre * h[i, b, d]
 
 
-class ActivePairs:
-    """The active entries of ``f [inst, batch, latent]``, as index and value arrays."""
+@njit(cache=True, fastmath=FAST, nogil=True)
+@no_type_check
+def _backward_near(inst, row, col, val, near, g, h, W_dec, gW_dec, gW_enc, gb_enc, g_near):  # type: ignore[no-untyped-def]
+    # JumpReLU: the active pairs as in _backward (no penalty term: it acts on the threshold),
+    # and dL/df summed over the pairs near the threshold, for the threshold's gradient
+    n_hidden = g.shape[2]
+    for p in range(inst.shape[0]):
+        i, b, j, v = inst[p], row[p], col[p], val[p]
+        g_f = 0.0
+        for d in range(n_hidden):
+            g_f += g[i, b, d] * W_dec[i, j, d]
+        if near[p]:
+            g_near[i, j] += g_f
+        if v != 0.0:
+            gb_enc[i, j] += g_f
+            for d in range(n_hidden):
+                gW_dec[i, j, d] += v * g[i, b, d]
+                gW_enc[i, j, d] += g_f * h[i, b, d]
 
-    def __init__(self, f: Float[Tensor, "inst batch latent"]):
-        index = f.nonzero()
+
+class ActivePairs:
+    """The active entries of ``f [inst, batch, latent]`` (and those marked in ``near``, where
+    ``f`` may be 0), as index and value arrays."""
+
+    def __init__(
+        self,
+        f: Float[Tensor, "inst batch latent"],
+        near: Bool[Tensor, "inst batch latent"] | None = None,
+    ):
+        index = (f != 0).logical_or_(near).nonzero() if near is not None else f.nonzero()
         self.inst: Int[Tensor, " pair"] = index[:, 0].contiguous()
         self.row: Int[Tensor, " pair"] = index[:, 1].contiguous()
         self.col: Int[Tensor, " pair"] = index[:, 2].contiguous()
         self.val: Float[Tensor, " pair"] = f[self.inst, self.row, self.col]
+        self.near = None if near is None else near[self.inst, self.row, self.col]
 
     def decode(
         self, W_dec: Float[Tensor, "inst latent hidden"], b_dec: Float[Tensor, "inst hidden"],
@@ -90,12 +116,32 @@ class ActivePairs:
                   _np(g), _np(h), _np(W_dec), _np(extra), *(t.numpy() for t in out))  # fmt: skip
 
 
+    def backward_near(
+        self,
+        g: Float[Tensor, "inst batch hidden"],
+        h: Float[Tensor, "inst batch hidden"],
+        W_dec: Float[Tensor, "inst latent hidden"],
+        grads: dict[str, Tensor],
+    ) -> Float[Tensor, "inst latent"]:
+        """JumpReLU's :meth:`backward` (``dpre = g W_dec^T`` where active); returns ``dL/df``
+        summed over the batch at the pairs marked near the threshold."""
+        assert self.near is not None
+        out = [grads[key].zero_() for key in ("W_dec", "W_enc", "b_enc")]
+        g_near = torch.zeros_like(grads["b_enc"])
+        _backward_near(self.inst.numpy(), self.row.numpy(), self.col.numpy(), self.val.numpy(),
+                       self.near.numpy(), _np(g), _np(h), _np(W_dec), *(t.numpy() for t in out),
+                       g_near.numpy())  # fmt: skip
+        return g_near
+
+
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def usable(f: Float[Tensor, "inst batch latent"]) -> bool:
-    """Whether the loops beat the dense matmuls for this ``f`` (on the CPU, sparse enough)."""
+def usable(f: Float[Tensor, "inst batch latent"], pairs: int | None = None) -> bool:
+    """Whether the loops beat the dense matmuls for this ``f`` (on the CPU, few enough pairs:
+    its non-zero entries unless ``pairs`` says how many)."""
     if f.device.type != "cpu" or f.dtype != torch.float32:
         return False
-    return int(torch.count_nonzero(f)) <= MAX_DENSITY * f.numel()
+    count = int(torch.count_nonzero(f)) if pairs is None else pairs
+    return count <= MAX_DENSITY * f.numel()
