@@ -468,9 +468,10 @@ def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch
         monkeypatch.setattr(sparse, "MAX_DENSITY", limit)
         grads = {k: torch.full_like(v, 7.0) for k, v in sae.params().items()}  # stale values
         loss, f = sae.loss_and_grads(h, grads)
-        out[name] = (loss, grads, f)
-    (ls, gs, fs), (ld, gd, fd) = out["sparse"], out["dense"]
+        out[name] = (loss, grads, f, sae.active_count)
+    (ls, gs, fs, count), (ld, gd, fd, none) = out["sparse"], out["dense"]
     assert torch.equal(fs, fd) and 0 < (fs != 0).float().mean() < 0.3
+    assert none is None and torch.equal(count, (fs != 0).sum(1))
     assert torch.allclose(ls, ld, rtol=1e-5)
     for key in gd:
         assert torch.allclose(gs[key], gd[key], rtol=1e-4, atol=1e-6), key

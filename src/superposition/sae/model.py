@@ -83,6 +83,9 @@ class SparseAutoencoder:
     """BatchTopK and Matryoshka: batch top-k while training, the threshold otherwise."""
     threshold_decay: float = field(default=0.99, init=False)
     """Weight of the old value in the threshold's running mean."""
+    active_count: Int[Tensor, "inst latent"] | None = field(default=None, init=False)
+    """After a step over the active latents only (:mod:`superposition.sae.sparse`): how many
+    samples of its batch each latent was active on (None after a dense step)."""
 
     def __post_init__(self) -> None:
         self.padded = not bool(self.mask.all())
@@ -230,6 +233,7 @@ class SparseAutoencoder:
         relu_l1 latent is active), dL/dW_enc = dpre^T h and dL/db_enc = sum_batch dpre.
         """
         n_batch = h.shape[1]
+        self.active_count = None
         pre = self.preactivations(h)
         f = self.activate(pre)
         if self.batch_topk and self.training:
@@ -240,7 +244,10 @@ class SparseAutoencoder:
             torch.sum(g_pre, dim=1, out=grads["b_enc"])
             torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
             return loss, f
-        if self.architecture in SPARSE_STEP and sparse.usable(f):
+        # the k architectures have at most k active latents per sample (on average, for batch
+        # top-k): that bound decides without counting
+        bound = sum(self.ks) * n_batch if self.ks else None
+        if self.architecture in SPARSE_STEP and sparse.usable(f, bound):
             return self._sparse_loss_and_grads(h, pre, f, grads, with_loss=with_loss), f
         if self.architecture == "jumprelu" and f.device.type == "cpu":
             near = self._near_threshold(pre)
@@ -279,6 +286,7 @@ class SparseAutoencoder:
         latents only (:mod:`superposition.sae.sparse`): the same formulas."""
         n_batch = h.shape[1]
         pairs = sparse.ActivePairs(f)
+        self.active_count = pairs.active_count()
         diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
         loss = None
         if with_loss:
@@ -317,6 +325,7 @@ class SparseAutoencoder:
         assert self.log_threshold is not None
         n_batch, eps = h.shape[1], self.bandwidth
         pairs = sparse.ActivePairs(f, near)
+        self.active_count = pairs.active_count()
         diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
         loss = None
         if with_loss:

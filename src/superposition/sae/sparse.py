@@ -89,6 +89,13 @@ class ActivePairs:
         self.col: Int[Tensor, " pair"] = index[:, 2].contiguous()
         self.val: Float[Tensor, " pair"] = f[self.inst, self.row, self.col]
         self.near = None if near is None else near[self.inst, self.row, self.col]
+        self.shape = f.shape
+
+    def active_count(self) -> Int[Tensor, "inst latent"]:
+        """How many samples of the batch each latent is active on (``f != 0``)."""
+        n_inst, _, n_lat = self.shape
+        key = (self.inst * n_lat + self.col)[self.val != 0]
+        return torch.bincount(key, minlength=n_inst * n_lat).view(n_inst, n_lat)
 
     def decode(
         self, W_dec: Float[Tensor, "inst latent hidden"], b_dec: Float[Tensor, "inst hidden"],

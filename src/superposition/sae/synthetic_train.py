@@ -119,7 +119,9 @@ class _Step:
     def __call__(self, step: int, *, with_loss: bool) -> Tensor | None:
         self.h = self.streams()
         loss, f = self.sae.loss_and_grads(self.h, self.flat.grads, with_loss=with_loss)
-        count = torch.count_nonzero(f, dim=1)  # [inst, latent]: one pass over f
+        count = self.sae.active_count  # [inst, latent], from the sparse step's pairs
+        if count is None:
+            count = torch.count_nonzero(f, dim=1)
         self.fired |= count > 0
         self.l0 = count.sum(1) / f.shape[1]
         return loss
