@@ -447,7 +447,7 @@ def test_bench_bad_synthetic_file_exits_2_and_writes_nothing(tmp_path, capsys, t
 # the step over the active latents only
 
 
-@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch):
     from superposition.sae import sparse
 
@@ -460,7 +460,7 @@ def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch
         b_dec=torch.randn(n_inst, n_hidden, generator=gen), coefficient=torch.tensor([0.1, 0.3]),
         k=torch.tensor([2, 5]), mask=torch.arange(n_lat)[None] < torch.tensor([[40], [48]]),
         log_threshold=torch.full((n_inst, n_lat), math.log(0.8)) if arch == "jumprelu" else None,
-        bandwidth=0.3,
+        bandwidth=0.3, prefixes=(6, 20) if arch == "matryoshka" else (),
     )  # fmt: skip
     h = torch.randn(n_inst, n_batch, n_hidden, generator=gen)
     out = {}

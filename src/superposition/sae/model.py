@@ -49,8 +49,8 @@ from superposition.sae import sparse
 
 SPARSE_STEP = ("relu_l1", "topk", "batchtopk")
 """Architectures whose step runs over the active latents only when they are few
-(:mod:`superposition.sae.sparse`; JumpReLU's threshold gradient also reads silent latents,
-Matryoshka's nested losses reuse every prefix)."""
+(:mod:`superposition.sae.sparse`) with the same loop; JumpReLU (whose threshold gradient also
+reads silent latents near it) and Matryoshka (one error per prefix) have loops of their own."""
 
 _OFF = -1e30
 """Pre-activation of a masked latent: below any threshold, never in a top k, finite (no NaN)."""
@@ -238,15 +238,21 @@ class SparseAutoencoder:
         f = self.activate(pre)
         if self.batch_topk and self.training:
             self.update_threshold(f)
+        # the k architectures have at most k active latents per sample (on average, for batch
+        # top-k): that bound decides without counting
+        bound = sum(self.ks) * n_batch if self.ks else None
+        if self.architecture == "matryoshka" and sparse.usable(f, bound):
+            pairs = sparse.ActivePairs(f)
+            self.active_count = pairs.active_count()
+            loss = pairs.nested(h, self.W_dec, self.b_dec, self.prefixes, grads,
+                                with_loss=with_loss)  # fmt: skip
+            return loss, f
         if self.architecture == "matryoshka":
             loss, g_f = self._nested_backward(h, f, grads, with_loss=with_loss)
             g_pre = torch.where(f != 0, g_f, 0.0)
             torch.sum(g_pre, dim=1, out=grads["b_enc"])
             torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
             return loss, f
-        # the k architectures have at most k active latents per sample (on average, for batch
-        # top-k): that bound decides without counting
-        bound = sum(self.ks) * n_batch if self.ks else None
         if self.architecture in SPARSE_STEP and sparse.usable(f, bound):
             return self._sparse_loss_and_grads(h, pre, f, grads, with_loss=with_loss), f
         if self.architecture == "jumprelu" and f.device.type == "cpu":

@@ -74,6 +74,35 @@ def _backward_near(inst, row, col, val, near, g, h, W_dec, gW_dec, gW_enc, gb_en
                 gW_enc[i, j, d] += g_f * h[i, b, d]
 
 
+@njit(cache=True, fastmath=FAST, nogil=True)
+@no_type_check
+def _decode_segments(inst, row, col, val, segment, W_dec, out):  # type: ignore[no-untyped-def]
+    # Matryoshka: each segment's part of the reconstruction, out [segment, inst, batch, hidden]
+    n_hidden = out.shape[3]
+    for p in range(inst.shape[0]):
+        i, b, j, v = inst[p], row[p], col[p], val[p]
+        s = segment[j]
+        for d in range(n_hidden):
+            out[s, i, b, d] += v * W_dec[i, j, d]
+
+
+@njit(cache=True, fastmath=FAST, nogil=True)
+@no_type_check
+def _backward_segments(inst, row, col, val, segment, G, h, W_dec, gW_dec, gW_enc, gb_enc):  # type: ignore[no-untyped-def]
+    # Matryoshka: a latent of segment s sees G_s, the sum of the errors of the levels holding it
+    n_hidden = G.shape[3]
+    for p in range(inst.shape[0]):
+        i, b, j, v = inst[p], row[p], col[p], val[p]
+        s = segment[j]
+        g_pre = 0.0
+        for d in range(n_hidden):
+            g_pre += G[s, i, b, d] * W_dec[i, j, d]
+        gb_enc[i, j] += g_pre
+        for d in range(n_hidden):
+            gW_dec[i, j, d] += v * G[s, i, b, d]
+            gW_enc[i, j, d] += g_pre * h[i, b, d]
+
+
 class ActivePairs:
     """The active entries of ``f [inst, batch, latent]`` (and those marked in ``near``, where
     ``f`` may be 0), as index and value arrays."""
@@ -139,6 +168,38 @@ class ActivePairs:
                        self.near.numpy(), _np(g), _np(h), _np(W_dec), *(t.numpy() for t in out),
                        g_near.numpy())  # fmt: skip
         return g_near
+
+
+    def nested(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        W_dec: Float[Tensor, "inst latent hidden"],
+        b_dec: Float[Tensor, "inst hidden"],
+        prefixes: tuple[int, ...],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> Float[Tensor, " inst"] | None:
+        """Matryoshka's loss (when ``with_loss``) and gradients, written into ``grads``: the
+        error ``e_m`` of every prefix from the segments' parts of the reconstruction, ``G_s =
+        sum_{m >= s} 2 e_m / batch``, then :meth:`backward`'s loop with ``G_s`` for a latent of
+        segment s."""
+        n_batch = h.shape[1]
+        segment = torch.zeros(W_dec.shape[1], dtype=torch.long)
+        for lo in prefixes[:-1]:
+            segment[lo:] += 1
+        parts = torch.zeros(len(prefixes), *h.shape)
+        _decode_segments(self.inst.numpy(), self.row.numpy(), self.col.numpy(), self.val.numpy(),
+                         segment.numpy(), _np(W_dec), parts.numpy())  # fmt: skip
+        errors = parts.cumsum_(0).add_(b_dec[:, None, :] - h)  # e_m: the prefixes' residuals
+        loss = errors.square().sum(-1).mean(-1).sum(0) if with_loss else None
+        G = errors.flip(0).cumsum(0).flip(0).mul_(2.0 / n_batch).contiguous()
+        torch.sum(G[0], dim=1, out=grads["b_dec"])  # the first segment is in every level
+        out = [grads[key].zero_() for key in ("W_dec", "W_enc", "b_enc")]
+        _backward_segments(self.inst.numpy(), self.row.numpy(), self.col.numpy(),
+                           self.val.numpy(), segment.numpy(), G.numpy(), _np(h), _np(W_dec),
+                           *(t.numpy() for t in out))  # fmt: skip
+        return loss
 
 
 def _np(t: Tensor) -> np.ndarray:
