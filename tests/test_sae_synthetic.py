@@ -488,3 +488,21 @@ def test_the_sparse_step_is_chosen_only_for_sparse_float32_cpu_activations():
     assert sparse.usable(f)
     assert not sparse.usable(torch.ones(2, 100, 50))
     assert not sparse.usable(f.double())
+
+
+def test_batch_topk_keeps_exactly_the_largest_k_times_batch_pre_activations():
+    gen = torch.Generator().manual_seed(3)
+    n_batch, n_lat, n_hidden = 96, 64, 8
+    sae = SparseAutoencoder(
+        "batchtopk", W_enc=torch.randn(2, n_lat, n_hidden, generator=gen),
+        b_enc=torch.zeros(2, n_lat), W_dec=torch.randn(2, n_lat, n_hidden, generator=gen),
+        b_dec=torch.zeros(2, n_hidden), coefficient=torch.zeros(2), k=torch.tensor([3, 7]),
+        mask=torch.ones(2, n_lat, dtype=torch.bool),
+    )  # fmt: skip
+    pre = sae.preactivations(torch.randn(2, n_batch, n_hidden, generator=gen))
+    f = sae.activate(pre)
+    for i, k in enumerate((3, 7)):
+        flat = pre[i].flatten()
+        top = torch.zeros_like(flat).scatter_(0, flat.topk(k * n_batch).indices, 1.0)
+        expected = torch.where(top.bool(), flat.relu(), 0.0).view(n_batch, n_lat)
+        assert torch.equal(f[i], expected)

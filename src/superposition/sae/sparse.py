@@ -191,9 +191,14 @@ class ActivePairs:
         parts = torch.zeros(len(prefixes), *h.shape)
         _decode_segments(self.inst.numpy(), self.row.numpy(), self.col.numpy(), self.val.numpy(),
                          segment.numpy(), _np(W_dec), parts.numpy())  # fmt: skip
-        errors = parts.cumsum_(0).add_(b_dec[:, None, :] - h)  # e_m: the prefixes' residuals
-        loss = errors.square().sum(-1).mean(-1).sum(0) if with_loss else None
-        G = errors.flip(0).cumsum(0).flip(0).mul_(2.0 / n_batch).contiguous()
+        # in place (a few segments): e_m = b_dec - h + the parts up to m, the prefixes' errors
+        parts[0].add_(b_dec[:, None, :] - h)
+        for m in range(1, len(prefixes)):
+            parts[m].add_(parts[m - 1])
+        loss = parts.square().sum(-1).mean(-1).sum(0) if with_loss else None
+        for m in range(len(prefixes) - 2, -1, -1):  # then G_s, summed from the last level
+            parts[m].add_(parts[m + 1])
+        G = parts.mul_(2.0 / n_batch)
         torch.sum(G[0], dim=1, out=grads["b_dec"])  # the first segment is in every level
         out = [grads[key].zero_() for key in ("W_dec", "W_enc", "b_enc")]
         _backward_segments(self.inst.numpy(), self.row.numpy(), self.col.numpy(),
