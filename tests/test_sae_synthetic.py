@@ -1,6 +1,7 @@
 """SAEs judged on ground truth: the synthetic model, BatchTopK and Matryoshka SAEs, the scores
 against known features, per-instance independence, the leaderboard and the SAELens export."""
 
+import dataclasses
 import json
 import math
 
@@ -329,6 +330,27 @@ def test_leaderboard_scores_do_not_depend_on_how_many_train_at_once(tiny_bench):
     assert two.info["workers"] == 2
     with pytest.raises(ConfigError, match="workers must be"):
         bench.run_bench("quick", architectures=archs, workers=0)
+
+
+def test_a_failing_architecture_stops_the_others(tiny_bench, monkeypatch):
+    import threading
+
+    from superposition.sae import synthetic_train
+
+    real = synthetic_train.train_synthetic
+    started = threading.Event()
+
+    def fake(model, config, **kwargs):
+        if config.architecture == "topk":
+            started.wait(10)  # fail while the other architecture trains
+            raise RuntimeError("topk broke")
+        started.set()
+        return real(model, dataclasses.replace(config, steps=10**6), **kwargs)
+
+    monkeypatch.setattr(synthetic_train, "train_synthetic", fake)
+    with pytest.raises(RuntimeError, match="topk broke"):
+        bench.run_bench("quick", architectures=("relu_l1", "topk"), device="cpu",
+                        progress=False, workers=2)  # fmt: skip
 
 
 @pytest.mark.slow

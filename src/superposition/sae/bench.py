@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,9 +220,14 @@ def run_bench(
         with cpu_settings(dev, 0), ThreadPoolExecutor(workers) as pool:
             futures = {arch: pool.submit(train, arch) for arch in order}
             try:
+                wait(futures.values(), return_when=FIRST_EXCEPTION)
+                for future in futures.values():  # the first failure, without waiting for the rest
+                    if future.done() and future.exception() is not None:
+                        future.result()
                 per_arch = [futures[arch].result() for arch in architectures]
             except BaseException:
-                stop.set()  # the other threads stop at their next step
+                stop.set()  # the running threads stop at their next step, the others never start
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
     info = {
         "version": __version__,
