@@ -5,7 +5,8 @@ Three sizes (:data:`SIZES`): ``quick`` (512 features in 64 dimensions, width 128
 two), ``standard`` (4,096 in 256, width 1,024) and ``full`` (16,384 in 768, width 4,096, the
 scale of SynthSAEBench-16k). Each architecture trains all its target L0s at once on the same
 data stream (:mod:`superposition.sae.synthetic_train`); the k architectures get ``k = L0``, the
-penalty architectures a coefficient steered to it.
+penalty architectures a coefficient steered to it. On a CPU two architectures train side by
+side, one core each (:func:`run_bench`'s ``workers``).
 
 :func:`run_bench` returns a :class:`BenchResult`; :func:`write_bench` writes ``results.json``
 (every instance's labels and scores), ``table.md``, ``claims.json`` and ``figures/``;
