@@ -1,6 +1,7 @@
 """SAEs judged on ground truth: the synthetic model, BatchTopK and Matryoshka SAEs, the scores
 against known features, per-instance independence, the leaderboard and the SAELens export."""
 
+import dataclasses
 import json
 import math
 
@@ -62,6 +63,32 @@ def test_children_fire_only_with_their_parent_one_at_a_time_scaled_by_it():
         assert on[:, kids].any(1).float().mean() > 0.2  # yet they do fire
         kid_on = on[:, kids[0]]
         assert torch.allclose(b.x[kid_on, kids[0]], b.x[kid_on, parent])  # 1 x the parent's 1
+
+
+def test_grandchildren_are_gated_and_scaled_through_the_whole_chain():
+    # an explicit forest numbered out of order: 3 is the root, 0 and 4 its children, 1 and 2
+    # the children of 0
+    cfg = SyntheticConfig(n_features=5, n_hidden=5, directions="orthogonal",
+                          parents=(3, 0, 0, -1, 3), densities=(0.9, 0.8, 0.8, 0.7, 0.9),
+                          magnitude="constant", magnitude_spread=0.5)  # fmt: skip
+    model = SyntheticModel(cfg)
+    b = model.sample(20_000, torch.Generator().manual_seed(2))
+    on, mu = b.x > 0, model.magnitude_mean
+    assert not (on[:, [0, 4]].any(1) & ~on[:, 3]).any()
+    assert not (on[:, [1, 2]].any(1) & ~on[:, 0]).any()
+    assert on[:, [0, 4]].sum(1).max() == 1 and on[:, [1, 2]].sum(1).max() == 1
+    grand = on[:, 1]
+    assert grand.float().mean() > 0.05
+    assert torch.allclose(b.x[grand, 1], (mu[1] * mu[0] * mu[3]).expand(int(grand.sum())))
+    assert torch.allclose(b.h, b.x @ model.directions, atol=1e-5)
+
+
+def test_exclusive_children_that_all_fire_are_kept_uniformly_at_random():
+    cfg = SyntheticConfig(n_features=4, n_hidden=4, parents=(-1, 0, 0, 0),
+                          densities=(1.0, 1.0, 1.0, 1.0))  # fmt: skip
+    on = SyntheticModel(cfg).fires(30_000, torch.Generator().manual_seed(0))
+    assert on[:, 0].all() and (on[:, 1:].sum(1) == 1).all()
+    assert torch.allclose(on[:, 1:].float().mean(0), torch.full((3,), 1 / 3), atol=0.015)
 
 
 def test_same_seed_same_model_and_batch():
@@ -295,6 +322,37 @@ def tiny_bench(monkeypatch):
     return size
 
 
+def test_leaderboard_scores_do_not_depend_on_how_many_train_at_once(tiny_bench):
+    archs = ("topk", "relu_l1", "matryoshka")
+    one = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=1)
+    two = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=2)
+    assert one.rows == two.rows and len(one.rows) == 6
+    assert two.info["workers"] == 2
+    with pytest.raises(ConfigError, match="workers must be"):
+        bench.run_bench("quick", architectures=archs, workers=0)
+
+
+def test_a_failing_architecture_stops_the_others(tiny_bench, monkeypatch):
+    import threading
+
+    from superposition.sae import synthetic_train
+
+    real = synthetic_train.train_synthetic
+    started = threading.Event()
+
+    def fake(model, config, **kwargs):
+        if config.architecture == "topk":
+            started.wait(10)  # fail while the other architecture trains
+            raise RuntimeError("topk broke")
+        started.set()
+        return real(model, dataclasses.replace(config, steps=10**6), **kwargs)
+
+    monkeypatch.setattr(synthetic_train, "train_synthetic", fake)
+    with pytest.raises(RuntimeError, match="topk broke"):
+        bench.run_bench("quick", architectures=("relu_l1", "topk"), device="cpu",
+                        progress=False, workers=2)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_leaderboard_end_to_end(tiny_bench, tmp_path, capsys):
     out = tmp_path / "lb"
@@ -405,3 +463,68 @@ def test_bench_bad_synthetic_file_exits_2_and_writes_nothing(tmp_path, capsys, t
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the step over the active latents only
+
+
+@pytest.mark.parametrize("arch", ["relu_l1", "topk", "batchtopk", "jumprelu", "matryoshka"])
+def test_the_sparse_step_computes_what_the_dense_step_computes(arch, monkeypatch):
+    from superposition.sae import sparse
+
+    gen = torch.Generator().manual_seed(0)
+    n_inst, n_lat, n_hidden, n_batch = 2, 48, 12, 40
+    W_dec = torch.randn(n_inst, n_lat, n_hidden, generator=gen)
+    sae = SparseAutoencoder(
+        arch, W_enc=torch.randn(n_inst, n_lat, n_hidden, generator=gen) / 4,
+        b_enc=torch.full((n_inst, n_lat), -0.6), W_dec=W_dec / W_dec.norm(dim=-1, keepdim=True),
+        b_dec=torch.randn(n_inst, n_hidden, generator=gen), coefficient=torch.tensor([0.1, 0.3]),
+        k=torch.tensor([2, 5]), mask=torch.arange(n_lat)[None] < torch.tensor([[40], [48]]),
+        log_threshold=torch.full((n_inst, n_lat), math.log(0.8)) if arch == "jumprelu" else None,
+        bandwidth=0.3, prefixes=(6, 20) if arch == "matryoshka" else (),
+    )  # fmt: skip
+    h = torch.randn(n_inst, n_batch, n_hidden, generator=gen)
+    out = {}
+    for name, limit in (("sparse", 1.0), ("dense", -1.0)):
+        monkeypatch.setattr(sparse, "MAX_DENSITY", limit)
+        grads = {k: torch.full_like(v, 7.0) for k, v in sae.params().items()}  # stale values
+        loss, f = sae.loss_and_grads(h, grads)
+        out[name] = (loss, grads, f, sae.active_count)
+    (ls, gs, fs, count), (ld, gd, fd, none) = out["sparse"], out["dense"]
+    assert torch.equal(fs, fd) and 0 < (fs != 0).float().mean() < 0.3
+    assert none is None and torch.equal(count, (fs != 0).sum(1))
+    assert torch.allclose(ls, ld, rtol=1e-5)
+    for key in gd:
+        assert torch.allclose(gs[key], gd[key], rtol=1e-4, atol=1e-6), key
+    assert not gs["W_dec"][0, 40:].any()  # padded latents get no gradient
+    if arch == "jumprelu":  # some pairs sit near the threshold, and move it
+        assert gd["log_threshold"].abs().max() > 0
+
+
+def test_the_sparse_step_is_chosen_only_for_sparse_float32_cpu_activations():
+    from superposition.sae import sparse
+
+    f = torch.zeros(2, 100, 50)
+    f[:, :, :2] = 1.0  # 4% active
+    assert sparse.usable(f)
+    assert not sparse.usable(torch.ones(2, 100, 50))
+    assert not sparse.usable(f.double())
+
+
+def test_batch_topk_keeps_exactly_the_largest_k_times_batch_pre_activations():
+    gen = torch.Generator().manual_seed(3)
+    n_batch, n_lat, n_hidden = 96, 64, 8
+    sae = SparseAutoencoder(
+        "batchtopk", W_enc=torch.randn(2, n_lat, n_hidden, generator=gen),
+        b_enc=torch.zeros(2, n_lat), W_dec=torch.randn(2, n_lat, n_hidden, generator=gen),
+        b_dec=torch.zeros(2, n_hidden), coefficient=torch.zeros(2), k=torch.tensor([3, 7]),
+        mask=torch.ones(2, n_lat, dtype=torch.bool),
+    )  # fmt: skip
+    pre = sae.preactivations(torch.randn(2, n_batch, n_hidden, generator=gen))
+    f = sae.activate(pre)
+    for i, k in enumerate((3, 7)):
+        flat = pre[i].flatten()
+        top = torch.zeros_like(flat).scatter_(0, flat.topk(k * n_batch).indices, 1.0)
+        expected = torch.where(top.bool(), flat.relu(), 0.0).view(n_batch, n_lat)
+        assert torch.equal(f[i], expected)

@@ -5,7 +5,8 @@ Three sizes (:data:`SIZES`): ``quick`` (512 features in 64 dimensions, width 128
 two), ``standard`` (4,096 in 256, width 1,024) and ``full`` (16,384 in 768, width 4,096, the
 scale of SynthSAEBench-16k). Each architecture trains all its target L0s at once on the same
 data stream (:mod:`superposition.sae.synthetic_train`); the k architectures get ``k = L0``, the
-penalty architectures a coefficient steered to it.
+penalty architectures a coefficient steered to it. On a CPU two architectures train side by
+side, one core each (:func:`run_bench`'s ``workers``).
 
 :func:`run_bench` returns a :class:`BenchResult`; :func:`write_bench` writes ``results.json``
 (every instance's labels and scores), ``table.md``, ``claims.json`` and ``figures/``;
@@ -13,7 +14,11 @@ penalty architectures a coefficient steered to it.
 """
 
 import dataclasses
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,9 @@ PUBLISHED = {
 
 OFF_TARGET = 0.25
 """An SAE whose L0 is further than this (relative) from its target is flagged in the table."""
+
+SLOWEST_FIRST = ("jumprelu", "matryoshka", "batchtopk", "topk", "relu_l1")
+"""The architectures by the time a step takes (measured at the standard size, one core each)."""
 
 SCORES = ("f1", "mcc", "explained_variance", "l0", "precision", "recall", "uniqueness", "dead",
           "shrinkage", "absorption", "parent_missed", "hedging")  # fmt: skip
@@ -129,6 +137,16 @@ def synthetic_override(size: str, values: dict[str, Any], source: str) -> Synthe
     return result
 
 
+def default_workers(device: str = "auto", architectures: int = len(ARCHITECTURES)) -> int:
+    """Architectures trained side by side: one per CPU core, at most two (the machine this
+    aims at), one on an accelerator."""
+    from superposition.training import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1, architectures))
+
+
 def run_bench(
     size: str,
     *,
@@ -137,11 +155,19 @@ def run_bench(
     device: str = "auto",
     progress: bool | None = None,
     on_done: Callable[[str, float], None] | None = None,
+    workers: int | None = None,
 ) -> BenchResult:
     """Train and score every architecture at every target L0 of ``size`` (on ``synthetic``
-    instead of the size's model when given; the SAEs keep the size's settings)."""
+    instead of the size's model when given; the SAEs keep the size's settings).
+
+    ``workers`` architectures train at once (default :func:`default_workers`), each in a thread
+    of its own whose tensor operations run on one core: on a shared machine a single operation
+    split across two cores waits for whichever core is busy elsewhere, two architectures side
+    by side do not wait for each other. Every architecture reads its own data stream and
+    generators, so its scores do not depend on ``workers``."""
     from superposition.sae.synthetic import SyntheticModel
     from superposition.sae.synthetic_train import train_synthetic
+    from superposition.sae.train import cpu_settings
     from superposition.training import resolve_device
 
     if size not in SIZES:
@@ -149,6 +175,10 @@ def run_bench(
     for a in architectures:
         if a not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {a!r}; known: {', '.join(ARCHITECTURES)}")
+    if workers is None:
+        workers = default_workers(device, len(architectures))
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a whole number of at least 1, got {workers!r}")
     spec = SIZES[size]
     if synthetic is not None:
         spec = dataclasses.replace(spec, synthetic=synthetic)
@@ -157,15 +187,17 @@ def run_bench(
             raise ConfigError(f"target L0 {t} is more than the SAE width {spec.width}")
     dev = resolve_device(device)
     model = SyntheticModel(spec.synthetic, dev)
-    rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
-    for arch in architectures:
+    stop = threading.Event()
+
+    def train(arch: str) -> list[dict[str, Any]]:
         cfg = sae_config(spec, arch, str(dev))
         targets = None if cfg.uses_k else [float(t) for t in spec.targets]
-        run = train_synthetic(model, cfg, target_l0=targets, progress=progress)
+        run = train_synthetic(model, cfg, target_l0=targets, progress=progress, stop=stop)
         seconds[arch] = float(run.info["seconds"])
         if on_done is not None:
             on_done(arch, seconds[arch])
+        rows = []
         for j, inst in enumerate(run.instances):
             row: dict[str, Any] = {
                 "architecture": arch,
@@ -177,15 +209,39 @@ def run_bench(
             }
             row.update({key: float(run.scores[key][j]) for key in SCORES})
             rows.append(row)
+        return rows
+
+    started = time.perf_counter()
+    if workers == 1:
+        per_arch = [train(arch) for arch in architectures]
+    else:
+        # one core per operation (the outermost CPU settings hold for every thread)
+        # the slowest architectures first, so that the last one to finish is a short one
+        order = sorted(architectures, key=lambda a: (SLOWEST_FIRST + (a,)).index(a))
+        with cpu_settings(dev, 0), ThreadPoolExecutor(workers) as pool:
+            futures = {arch: pool.submit(train, arch) for arch in order}
+            try:
+                wait(futures.values(), return_when=FIRST_EXCEPTION)
+                for future in futures.values():  # the first failure, without waiting for the rest
+                    if future.done() and future.exception() is not None:
+                        future.result()
+                per_arch = [futures[arch].result() for arch in architectures]
+            except BaseException:
+                stop.set()  # the running threads stop at their next step, the others never start
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     info = {
         "version": __version__,
         "device": str(dev),
         "seconds": seconds,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "workers": workers,
         "synthetic": dict(spec.synthetic.__dict__),
         "width": spec.width,
         "steps": spec.steps,
         "batch_size": spec.batch_size,
     }
+    rows = [row for arch_rows in per_arch for row in arch_rows]
     return BenchResult(size, rows, files.jsonable(info))
 
 

@@ -45,9 +45,37 @@ from dataclasses import dataclass, field
 import torch
 
 from superposition._types import Bool, Float, Int, Tensor
+from superposition.sae import sparse
+
+SPARSE_STEP = ("relu_l1", "topk", "batchtopk")
+"""Architectures whose step runs over the active latents only when they are few
+(:mod:`superposition.sae.sparse`) with the same loop; JumpReLU (whose threshold gradient also
+reads silent latents near it) and Matryoshka (one error per prefix) have loops of their own."""
 
 _OFF = -1e30
 """Pre-activation of a masked latent: below any threshold, never in a top k, finite (no NaN)."""
+
+
+SUBSAMPLE = 64
+"""Batch top-k looks at every this-many-th pre-activation to guess its threshold."""
+
+
+def _largest(x: Float[Tensor, " n"], k: int) -> tuple[Float[Tensor, " k"], Int[Tensor, " k"]]:
+    """The ``k`` largest entries of ``x`` and their indices, unsorted: ``x.topk(k)``, found
+    faster when k is a small share of a long x. A subsample's quantile, set a little low, gives
+    a threshold that about 1.25 k entries pass; the top k of those is the answer (exact: all of
+    the k largest are among them). When fewer than k pass, the full top-k is taken instead."""
+    n = x.shape[0]
+    if n < 16 * SUBSAMPLE or k * 8 > n:
+        return x.topk(k, sorted=False)
+    sample = x[::SUBSAMPLE]
+    rank = max(1, int(sample.shape[0] * (1.0 - 1.25 * k / n)))
+    cut = sample.kthvalue(rank).values
+    candidates = (x >= cut).nonzero().squeeze(1)
+    if candidates.shape[0] < k:
+        return x.topk(k, sorted=False)
+    values, j = x[candidates].topk(k, sorted=False)
+    return values, candidates[j]
 
 
 @dataclass
@@ -77,6 +105,9 @@ class SparseAutoencoder:
     """BatchTopK and Matryoshka: batch top-k while training, the threshold otherwise."""
     threshold_decay: float = field(default=0.99, init=False)
     """Weight of the old value in the threshold's running mean."""
+    active_count: Int[Tensor, "inst latent"] | None = field(default=None, init=False)
+    """After a step over the active latents only (:mod:`superposition.sae.sparse`): how many
+    samples of its batch each latent was active on (None after a dense step)."""
 
     def __post_init__(self) -> None:
         self.padded = not bool(self.mask.all())
@@ -84,6 +115,7 @@ class SparseAutoencoder:
         uses_k = self.architecture == "topk" or self.batch_topk
         self.k_max = int(self.k.max()) if uses_k else 0
         self.ragged_k = uses_k and bool((self.k != self.k_max).any())
+        self.ks: list[int] = [int(k) for k in self.k.tolist()] if uses_k else []
         if self.batch_topk and self.threshold is None:
             self.threshold = torch.zeros(self.mask.shape[0], device=self.mask.device)
         self._threshold_seen = False
@@ -116,12 +148,7 @@ class SparseAutoencoder:
         if self.batch_topk:
             return self._batch_topk(pre) if self.training else self._thresholded(pre)
         if self.architecture == "topk":
-            values, index = pre.topk(self.k_max, dim=-1)
-            values = values.relu()
-            if self.ragged_k:  # instances with a smaller k drop their trailing values
-                rank = torch.arange(self.k_max, device=pre.device)
-                values = values * (rank < self.k[:, None, None])
-            return torch.zeros_like(pre).scatter_(-1, index, values)
+            return self._keep_largest(pre, self.ks)
         assert self.log_threshold is not None
         theta = self.log_threshold.exp()[:, None, :]
         return torch.where(pre > theta, pre, torch.zeros((), device=pre.device))
@@ -131,13 +158,31 @@ class SparseAutoencoder:
     ) -> Float[Tensor, "inst batch latent"]:
         n_inst, n_batch, n_lat = pre.shape
         flat = pre.reshape(n_inst, n_batch * n_lat)
-        keep = min(self.k_max * n_batch, flat.shape[1])
-        values, index = flat.topk(keep, dim=-1)
-        values = values.relu()
-        if self.ragged_k:
-            rank = torch.arange(keep, device=pre.device)
-            values = values * (rank < self.k[:, None] * n_batch)
-        return torch.zeros_like(flat).scatter_(-1, index, values).reshape(pre.shape)
+        out = torch.zeros_like(flat)
+        for i, k in enumerate(self.ks):
+            values, index = _largest(flat[i], min(k * n_batch, flat.shape[1]))
+            out[i].scatter_(0, index, values.relu_())
+        return out.reshape(pre.shape)
+
+    def _keep_largest(
+        self, pre: Float[Tensor, "inst row latent"], keep: list[int]
+    ) -> Float[Tensor, "inst row latent"]:
+        """ReLU of the ``keep[i]`` largest entries of each row of instance i, zeros elsewhere.
+        The order of the kept entries does not matter, so they are not sorted; an instance with
+        a smaller count selects its entries among the largest count's (a top-k of a top-k),
+        which costs little next to the first selection."""
+        most = max(keep)
+        values, index = pre.topk(most, dim=-1, sorted=False)
+        out = torch.zeros_like(pre)
+        if not self.ragged_k:
+            return out.scatter_(-1, index, values.relu_())
+        for i, k in enumerate(keep):
+            v, j = values[i], index[i]
+            if k < most:
+                v, kept = v.topk(k, dim=-1, sorted=False)
+                j = j.gather(-1, kept)
+            out[i].scatter_(-1, j, v.relu())
+        return out
 
     def _thresholded(
         self, pre: Float[Tensor, "inst batch latent"]
@@ -213,16 +258,32 @@ class SparseAutoencoder:
         relu_l1 latent is active), dL/dW_enc = dpre^T h and dL/db_enc = sum_batch dpre.
         """
         n_batch = h.shape[1]
+        self.active_count = None
         pre = self.preactivations(h)
         f = self.activate(pre)
         if self.batch_topk and self.training:
             self.update_threshold(f)
+        # the k architectures have at most k active latents per sample (on average, for batch
+        # top-k): that bound decides without counting
+        bound = sum(self.ks) * n_batch if self.ks else None
+        if self.architecture == "matryoshka" and sparse.usable(f, bound):
+            pairs = sparse.ActivePairs(f)
+            self.active_count = pairs.active_count()
+            loss = pairs.nested(h, self.W_dec, self.b_dec, self.prefixes, grads,
+                                with_loss=with_loss)  # fmt: skip
+            return loss, f
         if self.architecture == "matryoshka":
             loss, g_f = self._nested_backward(h, f, grads, with_loss=with_loss)
-            g_pre = g_f * (f != 0)
+            g_pre = torch.where(f != 0, g_f, 0.0)
             torch.sum(g_pre, dim=1, out=grads["b_enc"])
             torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
             return loss, f
+        if self.architecture in SPARSE_STEP and sparse.usable(f, bound):
+            return self._sparse_loss_and_grads(h, pre, f, grads, with_loss=with_loss), f
+        if self.architecture == "jumprelu" and f.device.type == "cpu":
+            near = self._near_threshold(pre)
+            if sparse.usable(f, int(((f != 0) | near).sum())):
+                return self._sparse_jumprelu(h, pre, f, near, grads, with_loss=with_loss), f
         diff = self.decode(f).sub_(h)
         loss = None
         if with_loss:
@@ -233,14 +294,81 @@ class SparseAutoencoder:
         g_f = torch.bmm(g, self.W_dec.transpose(1, 2))
         active = f != 0
         if self.architecture == "relu_l1":
-            g_pre = (g_f + (self.coefficient / n_batch)[:, None, None]) * active
+            g_f += (self.coefficient / n_batch)[:, None, None]
+            g_pre = torch.where(active, g_f, 0.0)  # one pass, no float copy of the mask
         elif self.architecture in ("topk", "batchtopk"):
-            g_pre = g_f * active
+            g_pre = torch.where(active, g_f, 0.0)
         else:
             g_pre = self._jumprelu_backward(pre, g_f, active, grads["log_threshold"], n_batch)
         torch.sum(g_pre, dim=1, out=grads["b_enc"])
         torch.bmm(g_pre.transpose(1, 2), h, out=grads["W_enc"])
         return loss, f
+
+    def _sparse_loss_and_grads(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        pre: Float[Tensor, "inst batch latent"],
+        f: Float[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> Float[Tensor, " inst"] | None:
+        """:meth:`loss_and_grads` with the decoder and the gradients' matmuls over the active
+        latents only (:mod:`superposition.sae.sparse`): the same formulas."""
+        n_batch = h.shape[1]
+        pairs = sparse.ActivePairs(f)
+        self.active_count = pairs.active_count()
+        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
+        loss = None
+        if with_loss:
+            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
+        g = diff.mul_(2.0 / n_batch)
+        torch.sum(g, dim=1, out=grads["b_dec"])
+        extra = (
+            self.coefficient / n_batch
+            if self.architecture == "relu_l1"
+            else torch.zeros_like(self.coefficient)
+        )
+        pairs.backward(g, h, self.W_dec, extra, grads)
+        return loss
+
+    def _near_threshold(
+        self, pre: Float[Tensor, "inst batch latent"]
+    ) -> Bool[Tensor, "inst batch latent"]:
+        """JumpReLU: where the rectangle kernel of the threshold's gradient is non-zero."""
+        assert self.log_threshold is not None
+        theta = self.log_threshold.exp()
+        return (pre - theta[:, None, :]).abs() < self.bandwidth / 2
+
+    def _sparse_jumprelu(
+        self,
+        h: Float[Tensor, "inst batch hidden"],
+        pre: Float[Tensor, "inst batch latent"],
+        f: Float[Tensor, "inst batch latent"],
+        near: Bool[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> Float[Tensor, " inst"] | None:
+        """JumpReLU's :meth:`loss_and_grads` over the active pairs and those near the threshold
+        (:mod:`superposition.sae.sparse`); the threshold's gradient as in
+        :meth:`_jumprelu_backward`."""
+        assert self.log_threshold is not None
+        n_batch, eps = h.shape[1], self.bandwidth
+        pairs = sparse.ActivePairs(f, near)
+        self.active_count = pairs.active_count()
+        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
+        loss = None
+        if with_loss:
+            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
+        g = diff.mul_(2.0 / n_batch)
+        torch.sum(g, dim=1, out=grads["b_dec"])
+        g_near = pairs.backward_near(g, h, self.W_dec, grads)
+        theta = self.log_threshold.exp()
+        g_theta = -g_near * (theta / eps)
+        g_theta -= near.sum(1) * (self.coefficient / (n_batch * eps))[:, None]
+        torch.mul(g_theta, theta, out=grads["log_threshold"])
+        return loss
 
     def _nested_backward(
         self,
@@ -288,4 +416,4 @@ class SparseAutoencoder:
         g_theta = -(g_f * near).sum(1) * (theta / eps)
         g_theta -= near.sum(1) * (self.coefficient / (n_batch * eps))[:, None]
         torch.mul(g_theta, theta, out=g_log_threshold)  # chain rule through theta = exp(log)
-        return g_f * active
+        return torch.where(active, g_f, 0.0)

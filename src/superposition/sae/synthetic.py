@@ -27,7 +27,7 @@ seed gives the same model and the same generator state the same batch, on the CP
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, no_type_check
+from typing import Literal, get_args, no_type_check
 
 import torch
 
@@ -295,7 +295,9 @@ class SyntheticModel:
         parents = config.parent_list()
         self.parent: Int[Tensor, " feat"] = torch.tensor(parents, dtype=torch.long, device=device)
         self.levels = _levels(parents, device)
-        self.families = _families(parents, device)
+        self.depth: Int[Tensor, " feat"] = torch.zeros(n, dtype=torch.long, device=device)
+        for level, (children, _) in enumerate(self.levels, 1):
+            self.depth[children] = level
 
     @property
     def n_features(self) -> int:
@@ -307,43 +309,60 @@ class SyntheticModel:
 
     def fires(self, n: int, generator: torch.Generator) -> Bool[Tensor, "batch feat"]:
         """Which features fire in ``n`` samples: the copula, then the hierarchy's gates."""
-        shape = (n, self.n_features)
+        feats, rows = self._firing(n, generator)
+        on = torch.zeros(n, self.n_features, dtype=torch.bool, device=self.device)
+        return on.index_put_((rows, feats), torch.ones((), dtype=torch.bool, device=self.device))
+
+    def _firing(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[Int[Tensor, " fired"], Int[Tensor, " fired"]]:
+        """The (feature, sample) pairs that fire, features in increasing order.
+
+        Only the copula needs every pair (a dense draw and comparison); the hierarchy then works
+        on the few pairs that passed it (about ``mean_active`` per sample), never on the dense
+        ``[feat, batch]`` table."""
+        shape = (self.n_features, n)  # feature-major: the pairs come out grouped by feature
         if self.loadings is None:  # independent features: one uniform draw each
-            on = torch.rand(shape, generator=generator, device=self.device) < self.density
+            on = torch.rand(shape, generator=generator, device=self.device) < self.density[:, None]
         else:
             z = torch.randn(shape, generator=generator, device=self.device)
-            u = torch.randn(n, self.loadings.shape[1], generator=generator, device=self.device)
-            z = torch.addmm(z.mul_(self.own_std), u, self.loadings.T)
-            on = z < self.threshold
-        for children, parents in self.levels:  # roots first: a parent's state is final
-            on[:, children] &= on[:, parents]
+            u = torch.randn(self.loadings.shape[1], n, generator=generator, device=self.device)
+            on = z.mul_(self.own_std).addmm_(self.loadings, u) < self.threshold[:, None]
+        feats, rows = on.nonzero(as_tuple=True)
+        if not self.levels:
+            return feats, rows
+        depth = self.depth[feats]
+        for level in range(1, len(self.levels) + 1):  # roots first: a parent's state is final
+            at = (depth == level).nonzero().squeeze(1)
+            f, r = feats[at], rows[at]
+            parent = self.parent[f]
+            alive = on[parent, r]
             if self.config.mutually_exclusive:
-                self._keep_one_child(on, generator, children)
-        return on
-
-    def _keep_one_child(
-        self, on: Bool[Tensor, "batch feat"], generator: torch.Generator, level: Tensor
-    ) -> None:
-        # the families [parent, child slot] of this level: among the children that fired, the
-        # one with the largest random score survives
-        fam = self.families.get(int(level[0]))
-        if fam is None:
-            return
-        index, valid = fam
-        fired = on[:, index] & valid
-        score = torch.rand(fired.shape, generator=generator, device=self.device)
-        score = torch.where(fired, score, -1.0)
-        keep = torch.zeros_like(fired).scatter_(-1, score.argmax(-1, keepdim=True), True)
-        on[:, index[valid]] = (fired & keep)[:, valid]
+                alive = _one_per_group(alive, parent * n + r, generator)
+            on[f, r] = alive
+        keep = on[feats, rows]
+        return feats[keep], rows[keep]
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         """``n`` samples: magnitudes ``x`` and activations ``h``. Magnitudes are drawn only for
-        the features that fire (a few per sample), so a batch costs about one draw per
-        (sample, feature) pair, for the firing."""
-        on = self.fires(n, generator)
-        rows, cols = on.nonzero(as_tuple=True)
-        mu = self.magnitude_mean[cols]
+        the features that fire (a few per sample), and ``h`` adds up only their directions."""
+        feats, rows, mag = self._magnitudes(n, generator)
+        x = torch.zeros(n, self.n_features, device=self.device).index_put_((rows, feats), mag)
+        return Batch(x, self._activations(n, feats, rows, mag, generator))
+
+    def activations(self, n: int, generator: torch.Generator) -> Float[Tensor, "batch hidden"]:
+        """The ``h`` of :meth:`sample` (the same for the same generator state), without building
+        the dense ``x``: what a trainer reads."""
+        feats, rows, mag = self._magnitudes(n, generator)
+        return self._activations(n, feats, rows, mag, generator)
+
+    def _magnitudes(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[Int[Tensor, " fired"], Int[Tensor, " fired"], Float[Tensor, " fired"]]:
+        """The firing (feature, sample) pairs and their magnitudes, children scaled."""
+        feats, rows = self._firing(n, generator)
         cfg = self.config
+        mu = self.magnitude_mean[feats]
         if cfg.magnitude == "constant":
             mag = mu
         elif cfg.magnitude == "uniform":
@@ -351,17 +370,37 @@ class SyntheticModel:
         else:
             noise = torch.randn(mu.shape, generator=generator, device=self.device)
             mag = (mu + noise * (cfg.magnitude_std * mu)).abs()
-        x = torch.zeros(on.shape, device=self.device).index_put_((rows, cols), mag)
         if cfg.scale_children and self.levels:
-            for children, parents in self.levels:  # roots first: a parent is already scaled
-                x[:, children] *= x[:, parents]
-            mag = x[rows, cols]
-        h = torch.zeros(n, self.n_hidden, device=self.device)
-        h.index_add_(0, rows, self.directions[cols] * mag[:, None])
-        if cfg.noise_std:
+            # the pairs are sorted by feature, then sample: a child finds its parent's pair
+            # (which fires, or the child would not) by binary search on that order
+            key = feats * n + rows
+            depth = self.depth[feats]
+            for level in range(1, len(self.levels) + 1):  # roots first: a parent is scaled
+                at = (depth == level).nonzero().squeeze(1)
+                parent = torch.searchsorted(key, self.parent[feats[at]] * n + rows[at])
+                mag[at] = mag[at] * mag[parent]
+        return feats, rows, mag
+
+    def _activations(
+        self,
+        n: int,
+        feats: Int[Tensor, " fired"],
+        rows: Int[Tensor, " fired"],
+        mag: Float[Tensor, " fired"],
+        generator: torch.Generator,
+    ) -> Float[Tensor, "batch hidden"]:
+        # h = x D over the firing pairs only, sample by sample (an embedding bag weighted by the
+        # magnitudes): a few rows of D per sample instead of all of them
+        order = torch.sort(rows, stable=True).indices
+        offsets = torch.cumsum(torch.bincount(rows, minlength=n), 0).roll(1)
+        offsets[0] = 0
+        h = torch.nn.functional.embedding_bag(
+            feats[order], self.directions, offsets, mode="sum", per_sample_weights=mag[order]
+        )
+        if self.config.noise_std:
             noise = torch.randn(h.shape, generator=generator, device=self.device)
-            h = h.add_(noise, alpha=cfg.noise_std)
-        return Batch(x, h)
+            h = h.add_(noise, alpha=self.config.noise_std)
+        return h
 
     def embed(self, x: Float[Tensor, "batch feat"]) -> Float[Tensor, "batch hidden"]:
         """``x D`` without noise (e.g. a single feature's contribution)."""
@@ -388,21 +427,19 @@ def _levels(parents: list[int], device: torch.device) -> list[tuple[Tensor, Tens
     return out
 
 
-def _families(
-    parents: list[int], device: torch.device
-) -> dict[int, tuple[Int[Tensor, "fam slot"], Bool[Tensor, "fam slot"]]]:
-    """For each level (keyed by its first child), its families as a padded [parent, slot] index
-    of children and the mask of real slots."""
-    out: dict[int, Any] = {}
-    for children, _ in _levels(parents, torch.device("cpu")):
-        by_parent: dict[int, list[int]] = {}
-        for c in children.tolist():
-            by_parent.setdefault(parents[c], []).append(c)
-        width = max(len(v) for v in by_parent.values())
-        index = torch.zeros(len(by_parent), width, dtype=torch.long)
-        valid = torch.zeros(len(by_parent), width, dtype=torch.bool)
-        for r, kids in enumerate(by_parent.values()):
-            index[r, : len(kids)] = torch.tensor(kids)
-            valid[r, : len(kids)] = True
-        out[int(children[0])] = (index.to(device), valid.to(device))
-    return out
+def _one_per_group(
+    alive: Bool[Tensor, " pair"], group: Int[Tensor, " pair"], generator: torch.Generator
+) -> Bool[Tensor, " pair"]:
+    """Keep, in every group, one of its alive members chosen uniformly at random (the first of
+    the largest random scores), and none of the others."""
+    score = torch.rand(alive.shape, generator=generator, device=alive.device)
+    score = torch.where(alive, score, -1.0)
+    _, inverse = torch.unique(group, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    best = torch.full((n_groups,), -1.0, device=alive.device)
+    best.scatter_reduce_(0, inverse, score, "amax")
+    position = torch.arange(len(alive), device=alive.device)
+    tied = torch.where(alive & (score == best[inverse]), position, len(alive))
+    first = torch.full((n_groups,), len(alive), device=alive.device, dtype=torch.long)
+    first.scatter_reduce_(0, inverse, tied, "amin")
+    return alive & (position == first[inverse])

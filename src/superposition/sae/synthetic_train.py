@@ -22,6 +22,7 @@ dead latents resampled), and differ in where the data comes from:
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,9 +103,9 @@ class _DataStreams:
         self.single = len(seeds) == 1
 
     def __call__(self) -> Float[Tensor, "inst batch hidden"]:
-        hs = [self.model.sample(self.batch, g).h for g in self.gens.values()]
-        if self.single:
-            return hs[0].expand(len(self.row), -1, -1)
+        hs = [self.model.activations(self.batch, g) for g in self.gens.values()]
+        if self.single:  # one copy per instance: the batched matmuls want them contiguous
+            return hs[0].expand(len(self.row), -1, -1).contiguous()
         return torch.stack(hs)[self.row.to(hs[0].device)]
 
 
@@ -118,9 +119,11 @@ class _Step:
     def __call__(self, step: int, *, with_loss: bool) -> Tensor | None:
         self.h = self.streams()
         loss, f = self.sae.loss_and_grads(self.h, self.flat.grads, with_loss=with_loss)
-        active = f != 0
-        self.fired |= active.any(dim=1)
-        self.l0 = active.sum(dim=(1, 2)) / f.shape[1]
+        count = self.sae.active_count  # [inst, latent], from the sparse step's pairs
+        if count is None:
+            count = torch.count_nonzero(f, dim=1)
+        self.fired |= count > 0
+        self.l0 = count.sum(1) / f.shape[1]
         return loss
 
 
@@ -156,6 +159,17 @@ class _AfterUpdate(Hook):
             self.step.fired.zero_()
 
 
+class _Stop(Hook):
+    """Interrupts the training once ``event`` is set (another architecture's thread failed)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def after_update(self, step: int) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+
+
 def train_synthetic(
     model: SyntheticModel,
     config: SAEConfig,
@@ -164,6 +178,7 @@ def train_synthetic(
     control_fraction: float = 1.0,
     progress: bool | None = None,
     eval_seed: int | None = None,
+    stop: threading.Event | None = None,
 ) -> SyntheticSAERun:
     """Train every SAE instance of ``config`` on ``model``'s activations and score it against
     the model's features (:class:`~superposition.sae.groundtruth.GroundTruthScores`).
@@ -172,7 +187,8 @@ def train_synthetic(
     ``relu_l1`` and ``jumprelu`` SAEs towards that L0 during the first ``control_fraction`` of
     the steps (the k architectures ignore it). The
     evaluation samples come from a generator seeded by ``eval_seed`` (default: the config's seed),
-    the same samples for every instance.
+    the same samples for every instance. Setting ``stop`` (from another thread) interrupts the
+    training at its next step with :class:`KeyboardInterrupt`.
     """
     device = resolve_device(config.device)
     if device != model.device:
@@ -225,6 +241,8 @@ def train_synthetic(
         step, adam, config, plan, targets, math.ceil(control_fraction * config.steps)
     )
     hooks: list[Hook] = [after, history]
+    if stop is not None:
+        hooks.append(_Stop(stop))
     bar = progress_bar(config.steps, f"training {config.architecture} SAEs", progress)
     if bar is not None:
         hooks.append(Progress(bar))

@@ -14,6 +14,7 @@ that the three are scored on equal terms. Nothing is done per instance on the ho
 import contextlib
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -208,9 +209,20 @@ SMALL_STEP = 1 << 21
 """Elements of the largest per-step tensor below which a CPU step runs on one thread."""
 
 
+class _CPUSettings:
+    """How many :func:`cpu_settings` blocks are open (they may nest, or run in several threads
+    at once: the leaderboard trains two architectures side by side)."""
+
+    lock = threading.Lock()
+    depth = 0
+    threads = 1
+
+
 @contextlib.contextmanager
 def cpu_settings(device: torch.device, largest: int) -> Iterator[None]:
-    """Settings of torch's CPU kernels while training, restored afterwards (they are global).
+    """Settings of torch's CPU kernels while training, restored afterwards (they are global:
+    the outermost block sets them, and restores them when it closes; blocks opened inside it,
+    in this thread or another, keep them).
 
     - Denormal floats are flushed to zero: the Adam moments of latents that stop firing decay
       geometrically into the denormal range, where the CPU computes 10-30x slower (measured: a
@@ -223,15 +235,23 @@ def cpu_settings(device: torch.device, largest: int) -> Iterator[None]:
     if device.type != "cpu":
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_flush_denormal(True)
-    if largest < SMALL_STEP:
-        torch.set_num_threads(1)
+    state = _CPUSettings
+    with state.lock:
+        outermost = state.depth == 0
+        state.depth += 1
+        if outermost:
+            state.threads = torch.get_num_threads()
+            torch.set_flush_denormal(True)
+            if largest < SMALL_STEP:
+                torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
+        with state.lock:
+            state.depth -= 1
+            if outermost:
+                torch.set_flush_denormal(False)
+                torch.set_num_threads(state.threads)
 
 
 def _adam_config(config: SAEConfig) -> TrainConfig:
