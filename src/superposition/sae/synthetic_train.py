@@ -42,7 +42,7 @@ from superposition.sae.synthetic import SyntheticConfig, SyntheticModel
 from superposition.sae.train import (
     cpu_settings,
     final_params,
-    init_params,
+    new_saes,
     normalize_decoder_,
     resample_dead,
     resample_generators,
@@ -217,19 +217,7 @@ def train_synthetic(
     n_max = max(i.n_latents for i in plan)
     if config.uses_k and max(i.k for i in plan) > n_max:
         raise ConfigError(f"k={max(i.k for i in plan)} is more than the dictionary size {n_max}")
-    flat = FlatParams(init_params(config, plan, n_max, model.n_hidden), device)
-    mask = torch.arange(n_max, device=device)[None, :] < torch.tensor(
-        [i.n_latents for i in plan], device=device
-    )[:, None]
-    sae = SparseAutoencoder(
-        config.architecture,
-        **flat.params,
-        coefficient=torch.tensor([i.coefficient for i in plan], device=device),
-        k=torch.tensor([i.k for i in plan], dtype=torch.long, device=device),
-        mask=mask,
-        bandwidth=config.bandwidth,
-        prefixes=config.prefixes(n_max) if config.architecture == "matryoshka" else (),
-    )
+    flat, sae = new_saes(config, plan, model.n_hidden, device)
     adam_cfg = TrainConfig(
         steps=config.steps, lr=config.lr, optimizer="adam", weight_decay=0.0,
         schedule=config.schedule, device="cpu",

@@ -162,6 +162,15 @@ def setup(
     full = FeatureDistribution.from_config(run.config, device)
     dist = full.select(idx.to(device))
     importance = importance_from_config(run.config, device)[idx.to(device)]
+    flat, sae = new_saes(config, plan, n_hidden, device)
+    return Setup(plan, toy_used, toy, dist, importance, sae, flat)
+
+
+def new_saes(
+    config: SAEConfig, plan: Sequence[SAEInstance], n_hidden: int, device: torch.device
+) -> tuple[FlatParams, SparseAutoencoder]:
+    """The SAE instances of ``plan`` on ``device``, freshly initialised (:func:`init_params`) in
+    one flat parameter buffer, each masked to its own dictionary size."""
     n_max = max(i.n_latents for i in plan)
     flat = FlatParams(init_params(config, plan, n_max, n_hidden), device)
     mask = torch.arange(n_max, device=device)[None, :] < torch.tensor(
@@ -176,7 +185,7 @@ def setup(
         bandwidth=config.bandwidth,
         prefixes=config.prefixes(n_max) if config.architecture == "matryoshka" else (),
     )
-    return Setup(plan, toy_used, toy, dist, importance, sae, flat)
+    return flat, sae
 
 
 def init_params(
