@@ -59,8 +59,9 @@ from superposition.training import (
     resolve_device,
 )
 
-CONTROL_RATE = 0.02
-"""Step size of the L0 controller (log-coefficient change per step at a relative error of 1)."""
+CONTROL_RATE = 0.005
+"""Step size of the L0 controller: the most the log-coefficient changes in one step (at a
+relative L0 error of 1 or more; the error is clipped to [-1, 1])."""
 EVAL_CHUNK = 2048
 
 
@@ -149,7 +150,7 @@ class _AfterUpdate(Hook):
         normalize_decoder_(sae.W_dec)
         if self.target is not None and step < self.control_steps and self.step.l0 is not None:
             error = (self.step.l0 - self.target) / self.target
-            sae.coefficient.mul_(torch.exp(CONTROL_RATE * error.clamp(-5.0, 5.0)))
+            sae.coefficient.mul_(torch.exp(CONTROL_RATE * error.clamp(-1.0, 1.0)))
         if every and (step + 1) % every == 0 and step + 1 <= self.config.steps // 2:
             assert self.step.h is not None
             dead = ~self.step.fired & sae.mask
