@@ -125,11 +125,13 @@ from superposition.sae.train import train_sae
 from superposition.training import train
 
 from superposition import kernels
-from superposition.sae import fused
+from superposition.sae import fused, sparse
+from superposition.sae.synthetic import SyntheticConfig, SyntheticModel
+from superposition.sae.synthetic_train import train_synthetic
 
 def signatures():
     # every kernel's overloads in memory, compiled or loaded from the cache
-    return {(mod.__name__, name): set(f.signatures) for mod in (kernels, fused)
+    return {(mod.__name__, name): set(f.signatures) for mod in (kernels, fused, sparse)
             for name, f in vars(mod).items() if hasattr(f, "signatures") and hasattr(f, "py_func")}
 
 warm_up()
@@ -154,6 +156,15 @@ for kind in ("linear", "relu", "privileged", "abs"):
         if kind in ("relu", "privileged"):
             train_sae(run, SAEConfig(steps=2, batch_size=8, seeds=1, eval_samples=16,
                                      device="cpu"), progress=False)
+# the sparse SAE steps (the leaderboard's): another model, width and batch than warm_up's
+model = SyntheticModel(SyntheticConfig(n_features=200, n_hidden=16, mean_active=3.0,
+                                       hierarchy_roots=4, correlation_rank=2))
+for arch in ("topk", "batchtopk", "matryoshka", "jumprelu"):
+    extra = {"threshold_init": 50.0} if arch == "jumprelu" else {"k": (3, 5)}
+    train_synthetic(model, SAEConfig(architecture=arch, n_latents=(256,), steps=2,
+                                     batch_size=32, seeds=1, eval_samples=16, device="cpu",
+                                     **extra), progress=False)
+assert all(f.signatures for f in vars(sparse).values() if hasattr(f, "py_func"))
 assert compiled == [], compiled
 assert signatures() == after_warm_up, "a kernel or signature that warm_up does not run"
 print("no compilation after warm_up")

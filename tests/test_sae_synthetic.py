@@ -303,7 +303,8 @@ def test_each_instance_depends_only_on_its_own_config_with_resampling_on():
 
 def test_the_l0_controller_brings_relu_l1_to_its_target():
     model = SyntheticModel(TINY)
-    r = train_synthetic(model, tiny_sae(l1_coefficient=(0.3, 0.01), seeds=1, steps=1000),
+    # uncontrolled, these coefficients end at L0 3.9 and 8.2
+    r = train_synthetic(model, tiny_sae(l1_coefficient=(0.3, 0.03), seeds=1, steps=1000),
                         target_l0=[2.0, 6.0], progress=False)  # fmt: skip
     assert r.scores["l0"][0] == pytest.approx(2.0, rel=0.2)
     assert r.scores["l0"][1] == pytest.approx(6.0, rel=0.2)
@@ -443,6 +444,34 @@ def test_reproduce_sae_bench_writes_and_redraws_its_folder(tiny_bench, tmp_path,
     claims = reproduce.redraw(folder)
     assert len(claims) == 3 and (folder / "figures" / "absorption.png").is_file()
     assert [c.to_dict() for c in claims] == json.loads((folder / "claims.json").read_text())
+
+
+def test_reproduce_sae_bench_size_picks_the_leaderboard_size(tiny_bench, monkeypatch, tmp_path):
+    monkeypatch.setitem(bench.SIZES, "full", tiny_bench)  # the 16k size, shrunk to seconds
+    args = ["reproduce", "sae-bench", "--size", "full", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "sae-bench" / "experiment.json").read_text())
+    assert meta["size"] == "full" and meta["quick"] is False
+    assert bench.load_bench(tmp_path / "sae-bench").size == "full"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["sae-bench", "--size", "huge"], "size must be one of quick, standard, full for "
+         "sae-bench; got 'huge'"),
+        (["sae-bench", "--quick", "--size", "full"], "give --quick or --size, not both"),
+        (["phase-change", "--size", "full"], "experiment 'phase-change' has no sizes; --size "
+         "applies to sae-bench"),
+        (["--all", "--size", "full"], "has no sizes"),
+    ],
+)  # fmt: skip
+def test_reproduce_bad_size_exits_2_and_writes_nothing(tmp_path, capsys, args, words):
+    out = tmp_path / "out"
+    code = main(["reproduce", *args, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1, err
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -73,10 +73,13 @@ def reproduce(
     force: bool = False,
     progress: bool | None = None,
     workers: int | None = 1,
+    size: str | None = None,
 ) -> tuple[Path, list[Claim]]:
     """Train experiment ``name`` and write ``out/name`` (see the module docstring); ``workers``
-    as in :func:`reproduce_many`."""
-    done = reproduce_many([name], out, quick=quick, force=force, progress=progress, workers=workers)
+    and ``size`` as in :func:`reproduce_many`."""
+    done = reproduce_many(
+        [name], out, quick=quick, force=force, progress=progress, workers=workers, size=size
+    )
     return done[name]
 
 
@@ -89,6 +92,7 @@ def reproduce_many(
     progress: bool | None = None,
     workers: int | None = None,
     on_done: Callable[[str, Path, list[Claim]], None] | None = None,
+    size: str | None = None,
 ) -> dict[str, tuple[Path, list[Claim]]]:
     """Train the experiments ``names`` and write ``out/NAME`` for each; return each one's folder
     and claims, and call ``on_done(name, folder, claims)`` as each is written.
@@ -100,11 +104,17 @@ def reproduce_many(
     same configs give the same batches and the CPU kernels' sums do not depend on the thread count.
     An interrupt or error stops every worker; experiments already written stay, the others leave
     nothing behind.
+
+    ``size`` picks one of the sizes of an experiment that builds its own folder and has several
+    sizes (its module's ``build`` and ``SIZES``: sae-bench's quick, standard and full) instead of
+    what ``quick`` picks; it is refused for any other experiment and together with ``quick``.
     """
     from superposition.training import resolve_device
 
     out = Path(out)
     experiments = [get(n) for n in names]
+    if size is not None:
+        check_size(experiments, size, quick=quick)
     for exp in experiments:
         check_target(out / exp.name, force=force)
     built = [exp for exp in experiments if hasattr(exp.module, "build")]
@@ -128,8 +138,9 @@ def reproduce_many(
 
     for exp in built:  # it trains something other than toy runs: its record feeds the figures
         with files.atomic_folder(out / exp.name) as tmp:
-            record = exp.module.build(tmp, quick=quick, progress=progress)
-            _write_meta(exp, [], tmp, quick)
+            sized = {} if size is None else {"size": size}
+            record = exp.module.build(tmp, quick=quick, progress=progress, **sized)
+            _write_meta(exp, [], tmp, quick, **sized)
             claims = _draw(exp, record, tmp)
         announce(exp, claims)
     if not experiments:
@@ -242,11 +253,40 @@ def _write(exp: Experiment, runs: dict[str, Run], folder: Path, quick: bool) -> 
     return _draw(exp, runs, folder)
 
 
-def _write_meta(exp: Experiment, run_names: list[str], folder: Path, quick: bool) -> None:
+def check_size(experiments: Sequence[Experiment], size: str, *, quick: bool) -> None:
+    """Refuse ``size`` unless every experiment has it among its ``SIZES``, and with ``quick``."""
+    if quick:
+        raise ConfigError("give --quick or --size, not both (--size quick is the quick run)")
+    for exp in experiments:
+        sizes = getattr(exp.module, "SIZES", None) if _sized(exp) else None
+        if sizes is None:
+            raise ConfigError(f"experiment {exp.name!r} has no sizes; --size applies to "
+                              f"{', '.join(sized_experiments())}")  # fmt: skip
+        if size not in sizes:
+            raise ConfigError(
+                f"size must be one of {', '.join(sizes)} for {exp.name}; got {size!r}"
+            )
+
+
+def sized_experiments() -> list[str]:
+    """The experiments that have several sizes (a ``build`` and ``SIZES`` in their module)."""
+    from superposition.experiments import EXPERIMENT_NAMES
+
+    return [n for n in EXPERIMENT_NAMES if _sized(get(n))]
+
+
+def _sized(exp: Experiment) -> bool:
+    return hasattr(exp.module, "build") and hasattr(exp.module, "SIZES")
+
+
+def _write_meta(
+    exp: Experiment, run_names: list[str], folder: Path, quick: bool, size: str | None = None
+) -> None:
     meta = {
         "name": exp.name,
         "title": exp.title,
         "quick": quick,
+        **({} if size is None else {"size": size}),
         "version": __version__,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "runs": run_names,

@@ -5,11 +5,13 @@ numba compiles the kernels the first time they run and keeps them in its cache
 (:mod:`superposition.jit`), so the first training after an install waits for the compiler. Here a
 few tiny trainings run each kernel with the argument types training uses (the fused and the
 sparse toy steps, in both sampling modes, with correlated features and a finite training set, and
-the fused SAE step), so that every later run, the explorer's first Train included, loads them
-from the cache. With a warm cache this takes a second or two.
+the fused SAE step, and the sparse SAE steps of every architecture on a synthetic model), so that
+every later run, the explorer's first Train and the SAE leaderboard included, loads them from the
+cache. With a warm cache this takes a few seconds.
 """
 
 import time
+from typing import Any
 
 from superposition.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -67,7 +69,26 @@ def warm_up() -> float:
     runs = [train(config, progress=False, step=step) for config, step in _configs()]
     sae = SAEConfig(steps=2, batch_size=8, seeds=1, log_every=1, eval_samples=16)
     train_sae(runs[0], sae, progress=False, path="fused")
+    _warm_sparse_saes()
     return time.perf_counter() - started
+
+
+def _warm_sparse_saes() -> None:
+    """The sparse SAE kernels (:mod:`superposition.sae.sparse`): a width of 128 at k = 2 keeps
+    the k architectures under the sparse step's density bound; JumpReLU's threshold starts far
+    above every pre-activation, so it takes the sparse step too (relu_l1 shares topk's kernel)."""
+    from superposition.sae.config import SAEConfig
+    from superposition.sae.synthetic import SyntheticConfig, SyntheticModel
+    from superposition.sae.synthetic_train import train_synthetic
+
+    model = SyntheticModel(SyntheticConfig(n_features=64, n_hidden=8, mean_active=2.0))
+    common: dict[str, Any] = dict(n_latents=(128,), seeds=1, steps=2, batch_size=16, log_every=1,
+                  eval_samples=16, device="cpu")  # fmt: skip
+    for architecture in ("topk", "batchtopk", "matryoshka"):
+        train_synthetic(model, SAEConfig(architecture=architecture, k=(2,), **common),
+                        progress=False)  # fmt: skip
+    jumprelu = SAEConfig(architecture="jumprelu", threshold_init=1e3, **common)
+    train_synthetic(model, jumprelu, progress=False)
 
 
 def main() -> None:

@@ -60,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quick", action="store_true", help="Fewer seeds and steps (a quick look).")
     p.add_argument(
+        "--size",
+        metavar="SIZE",
+        help="For an experiment with several sizes, which one (sae-bench: quick, standard, "
+        "full; default standard, or quick with --quick).",
+    )
+    p.add_argument(
         "--force", action="store_true", help="Replace results already at DIR/NAME (every NAME)."
     )
     p.add_argument(
@@ -111,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             progress=progress(args),
             workers=workers_count(args.workers),
+            size=args.size,
         )
     except KeyboardInterrupt:
         print_interrupted()
@@ -184,6 +191,7 @@ def run_all(args: argparse.Namespace, names: Sequence[str]) -> int:
             progress=progress(args),
             workers=workers_count(args.workers),
             on_done=on_done,
+            size=args.size,
         )
     except KeyboardInterrupt:
         done = ", ".join(finished) or "none"

@@ -6,7 +6,8 @@ Unlike the paper's experiments this one trains SAEs, not toy models: it has no t
 experiment folder and returns the record; :func:`load` reads it back; the figures
 (:mod:`superposition.plots.sae_bench`) and :func:`claims` take that record. ``--quick`` is the
 leaderboard's quick size, the full settings its standard size (4,096 features in 256
-dimensions, SAEs of width 1,024).
+dimensions, SAEs of width 1,024); ``--size full`` is SynthSAEBench-16k's scale (16,384 features
+in 768 dimensions, width 4,096: a GPU's work).
 """
 
 from pathlib import Path
@@ -19,6 +20,8 @@ from superposition.sae import bench
 NAME = "sae-bench"
 TITLE = "SAE architectures judged on ground truth"
 SECTION = "SynthSAEBench, Table 2"
+SIZES = tuple(bench.SIZES)
+"""The sizes ``reproduce sae-bench --size`` accepts."""
 
 
 def configs(quick: bool = False) -> dict[str, RunConfig]:
@@ -26,9 +29,14 @@ def configs(quick: bool = False) -> dict[str, RunConfig]:
     return {}
 
 
-def build(folder: Path, *, quick: bool, progress: bool | None = None) -> bench.BenchResult:
-    """Train the leaderboard (quick or standard size) and write its results into ``folder``."""
-    result = bench.run_bench("quick" if quick else "standard", progress=progress)
+def build(
+    folder: Path, *, quick: bool, progress: bool | None = None, size: str | None = None
+) -> bench.BenchResult:
+    """Train the leaderboard (``size``; by default quick or standard, as ``quick`` says) and
+    write its results into ``folder``."""
+    if size is None:
+        size = "quick" if quick else "standard"
+    result = bench.run_bench(size, progress=progress)
     bench.fill_folder(result, Path(folder))
     return result
 

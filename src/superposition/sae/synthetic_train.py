@@ -16,8 +16,11 @@ dead latents resampled), and differ in where the data comes from:
   only on its own configuration;
 - **a target L0** for the architectures without a k (``relu_l1``, ``jumprelu``): their sparsity
   coefficient is steered during the first ``control_fraction`` of training by a multiplicative
-  controller, ``lambda <- lambda exp(rate (L0_batch - target) / target)``, then frozen, so that
-  all architectures are compared at matched L0 (SynthSAEBench sweeps the coefficient instead).
+  controller, ``lambda <- lambda exp(rate clip((L0_batch - target) / target, -1, 1))``, then
+  frozen, so that all architectures are compared at matched L0 (SynthSAEBench sweeps the
+  coefficient instead). The rate is small because JumpReLU's threshold moves only through Adam,
+  about one learning rate per step: a faster controller winds the coefficient up while the
+  threshold catches up, and L0 overshoots far below the target.
 """
 
 import dataclasses
