@@ -1,7 +1,7 @@
 """16 SAE instances trained at once against the same 16 trained one after another, in one process.
 
 Run:  .venv/bin/python benchmarks/bench_sae.py [--steps N] [--repeats R] [--batch-size B]
-      .venv/bin/python benchmarks/bench_sae.py --scale [--steps N] [--repeats R]
+      .venv/bin/python benchmarks/bench_sae.py --scale [--steps N] [--repeats R]   (minutes)
 
 ``--scale`` times the benchmark-scale case instead (:func:`scale_case`): TopK SAEs of width 1,024
 on a synthetic model of 4,096 features in 256 dimensions.
@@ -99,7 +99,8 @@ def plain_sampler(model):  # type: ignore[no-untyped-def]
     """The synthetic model's distribution written as plain PyTorch would write it: every
     (sample, feature) entry dense, the hierarchy as masks, ``h = x @ D`` as one matmul (what a
     synthetic-data module without the sparse sampler computes; the same distribution as
-    ``model.activations``, other random draws)."""
+    ``model.activations``, other random draws). The sampler's ``magnitudes(n, generator)``
+    gives the dense ``x`` alone."""
     cfg = model.config
     assert model.loadings is not None and cfg.mutually_exclusive
     assert cfg.magnitude == "folded_normal"
@@ -109,6 +110,9 @@ def plain_sampler(model):  # type: ignore[no-untyped-def]
         assert torch.equal(children, torch.arange(int(children[0]), int(children[-1]) + 1))
 
     def sample(n: int, gen: torch.Generator) -> torch.Tensor:
+        return magnitudes(n, gen) @ model.directions
+
+    def magnitudes(n: int, gen: torch.Generator) -> torch.Tensor:
         z = torch.randn(n, model.n_features, generator=gen)
         u = torch.randn(n, model.loadings.shape[1], generator=gen)
         on = z * model.own_std + u @ model.loadings.T < model.threshold
@@ -124,8 +128,9 @@ def plain_sampler(model):  # type: ignore[no-untyped-def]
         x = mag.abs() * on
         for children, parents in model.levels:
             x[:, children] *= x[:, parents]
-        return x @ model.directions
+        return x
 
+    sample.magnitudes = magnitudes  # type: ignore[attr-defined]
     return sample
 
 
@@ -209,13 +214,15 @@ def scale_case(steps: int, repeats: int, batch: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps (default 500; 40 with --scale, a few minutes)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--scale", action="store_true", help="the benchmark-scale case")
     args = parser.parse_args()
     if args.scale:
-        return scale_case(args.steps, args.repeats, args.batch_size)
+        return scale_case(args.steps or 40, args.repeats, args.batch_size)
+    args.steps = args.steps or 500
 
     toy = train(
         RunConfig(

@@ -557,3 +557,37 @@ def test_batch_topk_keeps_exactly_the_largest_k_times_batch_pre_activations():
         top = torch.zeros_like(flat).scatter_(0, flat.topk(k * n_batch).indices, 1.0)
         expected = torch.where(top.bool(), flat.relu(), 0.0).view(n_batch, n_lat)
         assert torch.equal(f[i], expected)
+
+
+def test_the_speed_benchmarks_plain_sampler_draws_the_same_distribution():
+    # benchmarks/bench_sae.py --scale times ours against a plain trainer on a dense sampler of
+    # the same distribution: the comparison is fair only if the two samplers agree
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_sae.py"
+    spec = importlib.util.spec_from_file_location("bench_sae", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # the quick size's recipe with frequent children, so that siblings would often fire together
+    # without the one-child rule
+    config = dataclasses.replace(bench.SIZES["quick"].synthetic, n_features=168, mean_active=30.0,
+                                 zipf_exponent=0.2)  # fmt: skip
+    model = SyntheticModel(config)
+    plain = module.plain_sampler(model)
+    n = 40_000
+    ours = model.sample(n, torch.Generator().manual_seed(0)).x
+    theirs = plain.magnitudes(n, torch.Generator().manual_seed(1))
+    rate_ours, rate_theirs = (ours > 0).float().mean(0), (theirs > 0).float().mean(0)
+    # firing rates (roots, children and grandchildren) within sampling noise: 5 standard errors
+    noise = 5 * (rate_ours * (1 - rate_ours) / n).sqrt() + 5 / n
+    assert ((rate_ours - rate_theirs).abs() < noise).float().mean() > 0.99
+    assert (theirs > 0).sum(1).float().mean() == pytest.approx(
+        float((ours > 0).sum(1).float().mean()), rel=0.02)  # fmt: skip
+    mean_ours, mean_theirs = ours.sum() / (ours > 0).sum(), theirs.sum() / (theirs > 0).sum()
+    assert mean_theirs == pytest.approx(float(mean_ours), rel=0.02)
+    # h = x D
+    h = plain(8, torch.Generator().manual_seed(3))
+    x = plain.magnitudes(8, torch.Generator().manual_seed(3))
+    assert torch.allclose(h, x @ model.directions)
