@@ -16,6 +16,7 @@ from superposition.sae.model import SparseAutoencoder
 from superposition.sae.store import save_sae
 from superposition.sae.synthetic import SyntheticConfig
 from superposition.sae.train import train_sae
+from superposition.store import save_run
 
 TINY = SyntheticConfig(n_features=24, n_hidden=8, density_profile="zipf", mean_active=2.0,
                        hierarchy_roots=2, hierarchy_children=2, correlation_rank=2)  # fmt: skip
@@ -27,8 +28,11 @@ def sae_dir(tmp_path_factory):
     """topk SAEs on a 2-dimensional toy model: 2 toy instances x widths 3, 5 x k 1, 2."""
     config = SAEConfig(architecture="topk", n_latents=(3, 5), k=(1, 2), seeds=1, steps=40,
                        batch_size=64, eval_samples=300, device="cpu", log_every=20)  # fmt: skip
-    sae_run = train_sae(fake_run(tiny_config()), config)
-    return save_sae(sae_run, tmp_path_factory.mktemp("sae") / "sae"), sae_run
+    toy = fake_run(tiny_config())
+    sae_run = train_sae(toy, config)
+    root = tmp_path_factory.mktemp("sae")
+    save_run(toy, root / "toy")
+    return save_sae(sae_run, root / "sae"), sae_run
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +158,8 @@ def test_the_leaderboard_keeps_every_sae_and_reads_them_back(leaderboard, tmp_pa
         ("other", [], "{src} is neither an SAE directory (superposition sae RUN --out DIR) nor "
          "an SAE leaderboard"),
         ("missing", [], "{src} does not exist"),
+        ("toy", [], "{src} is a toy-model run, not an SAE directory; train SAEs on it with "
+         "`superposition sae RUN --out DIR` and export those"),
         ("sae", ["--out-exists"], "already exists; export to a new folder"),
     ],
 )  # fmt: skip
@@ -161,7 +167,8 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(
     sae_dir, leaderboard, tmp_path, capsys, source, args, words
 ):
     sources = {"sae": sae_dir[0], "lb": leaderboard[0], "other": tmp_path / "other",
-               "missing": tmp_path / "missing", "old": tmp_path / "old"}  # fmt: skip
+               "missing": tmp_path / "missing", "old": tmp_path / "old",
+               "toy": sae_dir[0].parent / "toy"}  # fmt: skip
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("not an SAE")
     shutil.copytree(leaderboard[0], tmp_path / "old")

@@ -67,11 +67,17 @@ def run(args: argparse.Namespace) -> int:
 
     from superposition.sae.bench import RESULTS_FILE
     from superposition.sae.store import is_sae_dir
+    from superposition.store import is_run_dir
 
     if is_sae_dir(src):
         what = from_sae_dir(src, out, args)
     elif (src / RESULTS_FILE).is_file():
         what = from_leaderboard(src, out, args)
+    elif is_run_dir(src):
+        raise RunDirError(
+            f"{src} is a toy-model run, not an SAE directory; train SAEs on it with "
+            "`superposition sae RUN --out DIR` and export those"
+        )
     else:
         raise RunDirError(
             f"{src} is neither an SAE directory (superposition sae RUN --out DIR) nor an SAE "
