@@ -328,6 +328,8 @@ def test_leaderboard_scores_do_not_depend_on_how_many_train_at_once(tiny_bench):
     one = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=1)
     two = bench.run_bench("quick", architectures=archs, device="cpu", progress=False, workers=2)
     assert one.rows == two.rows and len(one.rows) == 6
+    for arch in archs:  # the weights kept for export too
+        assert all(torch.equal(v, two.params[arch][k]) for k, v in one.params[arch].items())
     assert two.info["workers"] == 2
     with pytest.raises(ConfigError, match="workers must be"):
         bench.run_bench("quick", architectures=archs, workers=0)

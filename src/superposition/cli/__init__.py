@@ -1,5 +1,6 @@
 """The command line: ``superposition COMMAND``, one module per command (``train``, ``inspect``,
-``plot``, ``reproduce``, ``report``, ``sweep``, ``sae``, ``explore``, ``warmup``).
+``plot``, ``reproduce``, ``report``, ``sweep``, ``sae``, ``sae-export``, ``explore``,
+``warmup``).
 
 Every config field becomes a flag, generated from the dataclasses with the field's documentation
 as its help, so the two cannot drift apart. Bad input (a :class:`ConfigError` or
@@ -26,6 +27,7 @@ from superposition.cli import (
     report,
     reproduce,
     sae,
+    sae_export,
     sweep,
     train,
     warmup,
@@ -48,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "report": report.COMMAND,
     "sweep": sweep.COMMAND,
     "sae": sae.COMMAND,
+    "sae-export": sae_export.COMMAND,
     "explore": explore.COMMAND,
     "warmup": warmup.COMMAND,
 }

@@ -9,8 +9,10 @@ penalty architectures a coefficient steered to it. On a CPU two architectures tr
 side, one core each (:func:`run_bench`'s ``workers``).
 
 :func:`run_bench` returns a :class:`BenchResult`; :func:`write_bench` writes ``results.json``
-(every instance's labels and scores), ``table.md``, ``claims.json`` and ``figures/``;
-:func:`load_bench` reads ``results.json`` back, enough to redraw the figures.
+(every instance's labels and scores), ``weights.safetensors`` (every SAE's weights),
+``table.md``, ``claims.json`` and ``figures/``; :func:`load_bench` reads ``results.json`` back,
+enough to redraw the figures, and :func:`load_bench_params` one architecture's weights (e.g. for
+:func:`superposition.sae.export.export_saelens`).
 """
 
 import dataclasses
@@ -21,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from superposition import __version__, files
 from superposition.config import build_section
@@ -30,7 +32,11 @@ from superposition.results import Claim
 from superposition.sae.config import ARCHITECTURES, K_ARCHITECTURES, SAEConfig
 from superposition.sae.synthetic import SyntheticConfig
 
+if TYPE_CHECKING:
+    import torch
+
 RESULTS_FILE = "results.json"
+WEIGHTS_FILE = "weights.safetensors"
 TABLE_FILE = "table.md"
 CLAIMS_FILE = "claims.json"
 
@@ -114,7 +120,12 @@ class BenchResult:
 
     size: str
     rows: list[dict[str, Any]]
+    """One per SAE: ``architecture``, ``instance`` (its index on that architecture's ``inst``
+    axis; absent in folders written before the weights were kept), labels and scores."""
     info: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, "torch.Tensor"]] = field(default_factory=dict)
+    """Each architecture's trained parameters, ``[inst, ...]`` on the CPU (``W_enc`` ...); empty
+    when read back by :func:`load_bench` (:func:`load_bench_params` reads them)."""
 
     def at_target(self, target: int) -> dict[str, dict[str, Any]]:
         """Each architecture's row at ``target``."""
@@ -190,17 +201,21 @@ def run_bench(
     seconds: dict[str, float] = {}
     stop = threading.Event()
 
+    params: dict[str, dict[str, torch.Tensor]] = {}
+
     def train(arch: str) -> list[dict[str, Any]]:
         cfg = sae_config(spec, arch, str(dev))
         targets = None if cfg.uses_k else [float(t) for t in spec.targets]
         run = train_synthetic(model, cfg, target_l0=targets, progress=progress, stop=stop)
         seconds[arch] = float(run.info["seconds"])
+        params[arch] = run.params
         if on_done is not None:
             on_done(arch, seconds[arch])
         rows = []
         for j, inst in enumerate(run.instances):
             row: dict[str, Any] = {
                 "architecture": arch,
+                "instance": j,
                 "target_l0": spec.targets[j],
                 "n_latents": inst.n_latents,
                 "k": inst.k,
@@ -242,7 +257,8 @@ def run_bench(
         "batch_size": spec.batch_size,
     }
     rows = [row for arch_rows in per_arch for row in arch_rows]
-    return BenchResult(size, rows, files.jsonable(info))
+    kept = {arch: params[arch] for arch in architectures}
+    return BenchResult(size, rows, files.jsonable(info), kept)
 
 
 def claims(result: BenchResult) -> list[Claim]:
@@ -314,8 +330,9 @@ def write_bench(
     overwrite: bool = False,
     figures: Callable[[BenchResult, Path], object] | None = None,
 ) -> Path:
-    """Write the leaderboard folder atomically: results.json, table.md, claims.json and the
-    figures (``figures(result, folder)``, e.g. :func:`superposition.plots.sae_bench.draw`)."""
+    """Write the leaderboard folder atomically: results.json, weights.safetensors, table.md,
+    claims.json and the figures (``figures(result, folder)``, e.g.
+    :func:`superposition.plots.sae_bench.draw`)."""
     out = Path(out)
     check_bench_target(out, overwrite=overwrite)
     with files.atomic_folder(out) as tmp:
@@ -328,13 +345,22 @@ def fill_folder(
     folder: Path,
     figures: Callable[[BenchResult, Path], object] | None = None,
 ) -> list[Claim]:
-    """Write results.json and table.md into ``folder`` (being built); with ``figures``, also
-    claims.json and figures/. Returns the claims."""
+    """Write results.json, weights.safetensors (when ``result`` holds weights) and table.md
+    into ``folder`` (being built); with ``figures``, also claims.json and figures/. Returns the
+    claims."""
     files.write_json(
         folder / RESULTS_FILE,
         {"kind": "sae-bench", "size": result.size, "rows": result.rows, "info": result.info},
         atomic=False,
     )
+    if result.params:
+        # one file, every architecture's tensors under "<architecture>.<name>"
+        tensors = {
+            f"{arch}.{name}": t for arch, ps in result.params.items() for name, t in ps.items()
+        }
+        files.write_safetensors(
+            folder / WEIGHTS_FILE, tensors, metadata={"kind": "sae-bench"}, atomic=False
+        )
     files.write_text(folder / TABLE_FILE, table(result), atomic=False)
     checked = claims(result)
     if figures is not None:
@@ -367,3 +393,42 @@ def load_bench(path: Path) -> BenchResult:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise RunDirError(f"{file} has no list of result rows")
     return BenchResult(str(raw.get("size")), rows, dict(raw.get("info", {})))
+
+
+def load_bench_params(path: Path, architecture: str) -> dict[str, "torch.Tensor"]:
+    """The weights of one architecture's SAEs in the leaderboard folder ``path`` (``[inst, ...]``,
+    instance j being the row with ``"instance": j``); only that architecture's tensors are read."""
+    folder = Path(path)
+    result = load_bench(folder)
+    file = folder / WEIGHTS_FILE
+    if not file.is_file():
+        raise RunDirError(
+            f"{folder} holds no SAE weights (written before leaderboards kept them); run the "
+            "leaderboard again to export its SAEs"
+        )
+    rows = [r for r in result.rows if r.get("architecture") == architecture]
+    if any("instance" not in r for r in rows):
+        raise RunDirError(
+            f"{folder / RESULTS_FILE} does not say which SAE of {WEIGHTS_FILE} each row is "
+            "(a row without \"instance\")"
+        )
+    n = len(rows)
+    prefix = architecture + "."
+    with files.open_safetensors(file) as f:
+        keys = list(f.keys())
+        params = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+    if not params:
+        held = sorted({k.split(".", 1)[0] for k in keys})
+        raise RunDirError(
+            f"{file} has no weights of architecture {architecture!r}; it holds "
+            + (", ".join(held) or "none")
+        )
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        if name not in params:
+            raise RunDirError(f"{file} has no tensor {prefix + name!r}")
+    for name, t in params.items():
+        if t.shape[0] != n:
+            raise RunDirError(
+                f"{file} has {prefix + name} for {t.shape[0]} SAEs but {RESULTS_FILE} lists {n}"
+            )
+    return params
