@@ -375,8 +375,8 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
 
     calls = []
 
-    def fake(name, out, *, quick, force, progress, workers):  # type: ignore[no-untyped-def]
-        calls.append((name, out, quick, force, progress, workers))
+    def fake(name, out, *, quick, force, progress, workers, size):  # type: ignore[no-untyped-def]
+        calls.append((name, out, quick, force, progress, workers, size))
         return out / name, [Claim("Introduction", "a claim", "measured 1", True)]
 
     monkeypatch.setattr(reproduce, "reproduce", fake)
@@ -388,9 +388,13 @@ def test_reproduce_passes_its_options(tmp_path, capsys, monkeypatch):
     assert str(tmp_path / "intro") in out
     code, out, err = run_cli(capsys, "reproduce", "intro", "--out", str(tmp_path), "--workers", "2")
     assert code == 0, err
+    code, out, err = run_cli(capsys, "reproduce", "sae-bench", "--out", str(tmp_path),
+                             "--size", "full")  # fmt: skip
+    assert code == 0, err
     assert calls == [
-        ("intro", tmp_path, True, True, False, None),
-        ("intro", tmp_path, False, False, None, 2),
+        ("intro", tmp_path, True, True, False, None, None),
+        ("intro", tmp_path, False, False, None, 2, None),
+        ("sae-bench", tmp_path, False, False, None, None, "full"),
     ]
 
 
