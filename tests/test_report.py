@@ -293,7 +293,8 @@ def test_reproduce_all_runs_every_available_experiment_in_order_then_the_report(
 
     calls: list[tuple[str, bool, bool, int | None]] = []
 
-    def fake(names, out, *, quick, force, progress, workers, on_done):  # type: ignore[no-untyped-def]
+    def fake(names, out, *, quick, force, progress, workers, on_done, size):  # type: ignore[no-untyped-def]
+        assert size is None
         for name in names:
             calls.append((name, quick, force, workers))
             if name == "intro":
@@ -344,7 +345,8 @@ def test_reproduce_group_runs_that_group_and_the_report_shows_its_sections(
 
     calls: list[str] = []
 
-    def fake(names, out, *, quick, force, progress, workers, on_done):  # type: ignore[no-untyped-def]
+    def fake(names, out, *, quick, force, progress, workers, on_done, size):  # type: ignore[no-untyped-def]
+        assert size is None
         for name in names:
             calls.append(name)
             (out / name).mkdir(parents=True)
