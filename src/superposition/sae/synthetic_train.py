@@ -14,15 +14,13 @@ dead latents resampled), and differ in where the data comes from:
 - **resampling per instance** (:func:`~superposition.sae.train.resample_dead` with one generator
   per instance, on the instance's own batch): with resampling on, each instance's result depends
   only on its own configuration;
-- **a target L0** for the architectures without a k (``relu_l1``, ``jumprelu``), steered during
-  the first ``control_fraction`` of training, then left alone, so that all architectures are
-  compared at matched L0 (SynthSAEBench sweeps the coefficient instead). With the relative
-  error ``e = clip((L0_batch - target) / target, -1, 1)``: ``relu_l1``'s coefficient follows
-  ``lambda <- lambda exp(0.005 e)``; ``jumprelu``'s log-thresholds all move by ``0.01 e`` (on
-  top of their Adam update), its coefficient staying where it started. JumpReLU's L0 is set by
-  its thresholds, which Adam moves by about one learning rate per step whatever the
-  coefficient: a controller on the coefficient winds up while the thresholds catch up, and
-  stops working as the learning rate decays (measured: L0 30.9 for a target of 25).
+- **a target L0** for the architectures without a k (``relu_l1``, ``jumprelu``): their sparsity
+  coefficient is steered during the first ``control_fraction`` of training by a multiplicative
+  controller, ``lambda <- lambda exp(rate clip((L0_batch - target) / target, -1, 1))``, then
+  frozen, so that all architectures are compared at matched L0 (SynthSAEBench sweeps the
+  coefficient instead). The rate is small because JumpReLU's threshold moves only through Adam,
+  about one learning rate per step: a faster controller winds the coefficient up while the
+  threshold catches up, and L0 overshoots far below the target.
 """
 
 import dataclasses
@@ -65,11 +63,8 @@ from superposition.training import (
 )
 
 CONTROL_RATE = 0.005
-"""Step size of the L0 controller on ``relu_l1``'s coefficient: the most the log-coefficient
-changes in one step (at a relative L0 error of 1 or more; the error is clipped to [-1, 1])."""
-THRESHOLD_RATE = 0.01
-"""Step size of the L0 controller on ``jumprelu``'s thresholds: the most every log-threshold of
-an instance moves in one step (same clipped error)."""
+"""Step size of the L0 controller: the most the log-coefficient changes in one step (at a
+relative L0 error of 1 or more; the error is clipped to [-1, 1])."""
 EVAL_CHUNK = 2048
 
 
@@ -157,11 +152,8 @@ class _AfterUpdate(Hook):
         sae, every = self.step.sae, self.config.resample_dead_every
         normalize_decoder_(sae.W_dec)
         if self.target is not None and step < self.control_steps and self.step.l0 is not None:
-            error = ((self.step.l0 - self.target) / self.target).clamp(-1.0, 1.0)
-            if sae.log_threshold is not None:  # jumprelu: steer the thresholds themselves
-                sae.log_threshold.add_(THRESHOLD_RATE * error[:, None])
-            else:
-                sae.coefficient.mul_(torch.exp(CONTROL_RATE * error))
+            error = (self.step.l0 - self.target) / self.target
+            sae.coefficient.mul_(torch.exp(CONTROL_RATE * error.clamp(-1.0, 1.0)))
         if every and (step + 1) % every == 0 and step + 1 <= self.config.steps // 2:
             assert self.step.h is not None
             dead = ~self.step.fired & sae.mask
@@ -195,9 +187,9 @@ def train_synthetic(
     """Train every SAE instance of ``config`` on ``model``'s activations and score it against
     the model's features (:class:`~superposition.sae.groundtruth.GroundTruthScores`).
 
-    ``target_l0`` (one value, or one per instance of the layout) steers ``relu_l1``'s coefficient
-    and ``jumprelu``'s thresholds towards that L0 during the first ``control_fraction`` of the
-    steps (the k architectures ignore it; see the module docstring). The
+    ``target_l0`` (one value, or one per instance of the layout) steers the coefficient of
+    ``relu_l1`` and ``jumprelu`` SAEs towards that L0 during the first ``control_fraction`` of
+    the steps (the k architectures ignore it). The
     evaluation samples come from a generator seeded by ``eval_seed`` (default: the config's seed),
     the same samples for every instance. Setting ``stop`` (from another thread) interrupts the
     training at its next step with :class:`KeyboardInterrupt`.
