@@ -95,12 +95,12 @@ SCALE_TARGET = 5.0
 SCALE_KS = (10, 20, 25, 30, 40)
 
 
-def plain_sampler(model):  # type: ignore[no-untyped-def]
+def plain_magnitudes(model):  # type: ignore[no-untyped-def]
     """The synthetic model's distribution written as plain PyTorch would write it: every
     (sample, feature) entry dense, the hierarchy as masks, ``h = x @ D`` as one matmul (what a
     synthetic-data module without the sparse sampler computes; the same distribution as
-    ``model.activations``, other random draws). The sampler's ``magnitudes(n, generator)``
-    gives the dense ``x`` alone."""
+    ``model.activations``, other random draws). Returns ``draw(n, generator)``, the dense ``x``;
+    :func:`plain_sampler` multiplies it by ``D``."""
     cfg = model.config
     assert model.loadings is not None and cfg.mutually_exclusive
     assert cfg.magnitude == "folded_normal"
@@ -109,10 +109,7 @@ def plain_sampler(model):  # type: ignore[no-untyped-def]
         assert torch.equal(parents, parents.view(-1, groups)[:, 0].repeat_interleave(groups))
         assert torch.equal(children, torch.arange(int(children[0]), int(children[-1]) + 1))
 
-    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
-        return magnitudes(n, gen) @ model.directions
-
-    def magnitudes(n: int, gen: torch.Generator) -> torch.Tensor:
+    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
         z = torch.randn(n, model.n_features, generator=gen)
         u = torch.randn(n, model.loadings.shape[1], generator=gen)
         on = z * model.own_std + u @ model.loadings.T < model.threshold
@@ -130,8 +127,13 @@ def plain_sampler(model):  # type: ignore[no-untyped-def]
             x[:, children] *= x[:, parents]
         return x
 
-    sample.magnitudes = magnitudes  # type: ignore[attr-defined]
-    return sample
+    return draw
+
+
+def plain_sampler(model):  # type: ignore[no-untyped-def]
+    """The plain trainer's batches: ``h = x @ D`` with ``x`` from :func:`plain_magnitudes`."""
+    draw = plain_magnitudes(model)
+    return lambda n, gen: draw(n, gen) @ model.directions
 
 
 def plain_topk(  # type: ignore[no-untyped-def]

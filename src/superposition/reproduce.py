@@ -258,10 +258,10 @@ def check_size(experiments: Sequence[Experiment], size: str, *, quick: bool) -> 
     if quick:
         raise ConfigError("give --quick or --size, not both (--size quick is the quick run)")
     for exp in experiments:
-        sizes = getattr(exp.module, "SIZES", None) if _sized(exp) else None
-        if sizes is None:
+        if not _sized(exp):
             raise ConfigError(f"experiment {exp.name!r} has no sizes; --size applies to "
                               f"{', '.join(sized_experiments())}")  # fmt: skip
+        sizes = exp.module.SIZES
         if size not in sizes:
             raise ConfigError(
                 f"size must be one of {', '.join(sizes)} for {exp.name}; got {size!r}"

@@ -60,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
             f"unknown architecture {args.architecture!r}; known: {', '.join(ARCHITECTURES)}"
         )
     check_destination(args.out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise ConfigError(f"{out} already exists; export to a new folder")
+    from superposition.sae.export import check_export_target
+
+    check_export_target(out)  # before reading SRC
     if not src.exists():
         raise RunDirError(f"{src} does not exist")
 

@@ -105,10 +105,15 @@ def export_saelens(
     if not 0 <= instance < params["W_dec"].shape[0]:
         raise ConfigError(f"instance must be below {params['W_dec'].shape[0]}, got {instance}")
     out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise ConfigError(f"{out} already exists; export to a new folder")
+    check_export_target(out)
     cfg, tensors = saelens_state(architecture, params, instance, n_latents, k)
     with files.atomic_folder(out) as tmp:
         files.write_json(tmp / CFG_FILE, cfg, atomic=False)
         files.write_safetensors(tmp / WEIGHTS_FILE, tensors, atomic=False)
     return out
+
+
+def check_export_target(out: Path) -> None:
+    """Refuse an export folder that exists, unless it is an empty folder."""
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise ConfigError(f"{out} already exists; export to a new folder")

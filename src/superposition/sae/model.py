@@ -317,13 +317,7 @@ class SparseAutoencoder:
         latents only (:mod:`superposition.sae.sparse`): the same formulas."""
         n_batch = h.shape[1]
         pairs = sparse.ActivePairs(f)
-        self.active_count = pairs.active_count()
-        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
-        loss = None
-        if with_loss:
-            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
-        g = diff.mul_(2.0 / n_batch)
-        torch.sum(g, dim=1, out=grads["b_dec"])
+        loss, g = self._sparse_residual(pairs, h, pre, f, grads, with_loss=with_loss)
         extra = (
             self.coefficient / n_batch
             if self.architecture == "relu_l1"
@@ -331,6 +325,29 @@ class SparseAutoencoder:
         )
         pairs.backward(g, h, self.W_dec, extra, grads)
         return loss
+
+    def _sparse_residual(
+        self,
+        pairs: sparse.ActivePairs,
+        h: Float[Tensor, "inst batch hidden"],
+        pre: Float[Tensor, "inst batch latent"],
+        f: Float[Tensor, "inst batch latent"],
+        grads: dict[str, Tensor],
+        *,
+        with_loss: bool,
+    ) -> tuple[Float[Tensor, " inst"] | None, Float[Tensor, "inst batch hidden"]]:
+        """The sparse step's start, shared by every architecture: the active counts, the loss
+        (when ``with_loss``) and ``g = dL/dh_hat = 2 (h_hat - h) / batch``, whose sum over the
+        batch is written as ``b_dec``'s gradient."""
+        n_batch = h.shape[1]
+        self.active_count = pairs.active_count()
+        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
+        loss = None
+        if with_loss:
+            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
+        g = diff.mul_(2.0 / n_batch)
+        torch.sum(g, dim=1, out=grads["b_dec"])
+        return loss, g
 
     def _near_threshold(
         self, pre: Float[Tensor, "inst batch latent"]
@@ -356,13 +373,7 @@ class SparseAutoencoder:
         assert self.log_threshold is not None
         n_batch, eps = h.shape[1], self.bandwidth
         pairs = sparse.ActivePairs(f, near)
-        self.active_count = pairs.active_count()
-        diff = pairs.decode(self.W_dec, self.b_dec, n_batch).sub_(h)
-        loss = None
-        if with_loss:
-            loss = diff.square().sum(-1).mean(-1) + self.coefficient * self._penalty(pre, f)
-        g = diff.mul_(2.0 / n_batch)
-        torch.sum(g, dim=1, out=grads["b_dec"])
+        loss, g = self._sparse_residual(pairs, h, pre, f, grads, with_loss=with_loss)
         g_near = pairs.backward_near(g, h, self.W_dec, grads)
         theta = self.log_threshold.exp()
         g_theta = -g_near * (theta / eps)
